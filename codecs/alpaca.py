@@ -1,0 +1,459 @@
+"""Alpaca market-data streams (stocks, crypto, options, news) in JSON and msgpack, both ways.
+
+Every server frame is an array of objects tagged by ``T``. Decoding takes two routes:
+
+* fast: the whole frame in one msgspec call into a tagged union of private *wire* structs, which
+  subclass the public schema structs and differ only in the timestamp's type (RFC 3339 text, or the
+  msgpack timestamp extension). The timestamps are then converted to exact nanoseconds in place and
+  each struct's class is switched to its public parent (same layout, so this is one pointer write).
+* careful: if anything in the frame is off (an unknown ``T``, a missing field, not JSON at all) the
+  frame is split into raw messages and each is decoded on its own, so one bad message costs only
+  itself. Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
+"""
+
+from typing import Any, Final, Literal, TypeAlias, cast
+
+import msgspec
+from msgspec import Struct, defstruct, field
+
+from .errors import CodecError, DecodeError, Decoded, DecodeStats, UnknownMessage, excerpt
+from .schema import (
+    Bar,
+    CancelError,
+    Correction,
+    CryptoBar,
+    CryptoQuote,
+    CryptoTrade,
+    Imbalance,
+    Luld,
+    News,
+    OrderbookUpdate,
+    Quote,
+    StreamError,
+    Subscription,
+    Success,
+    Trade,
+    TradingStatus,
+)
+from .timestamps import (
+    NS_PER_SECOND,
+    TimestampError,
+    format_rfc3339_ns,
+    msgpack_ext_to_ns,
+    ns_to_msgpack_ext,
+    parse_rfc3339_ns,
+)
+from .timestamps import _FRACTION_SCALE as _SCALE
+from .timestamps import _SECONDS
+
+__all__ = ["AlpacaDecoder", "AlpacaEncoder", "Encoding", "Stream"]
+
+Stream: TypeAlias = Literal["stocks", "crypto", "options", "news"]
+Encoding: TypeAlias = Literal["json", "msgpack"]
+
+_Ext = msgspec.msgpack.Ext
+_MSGPACK_TIMESTAMP: Final = -1
+_BAR_TAGS: Final = {"b": "minute", "u": "updated", "d": "daily"}
+_BAR_KIND_TAG: Final = {kind: tag for tag, kind in _BAR_TAGS.items()}
+
+
+def _wire(public: type[Struct], tag: str, time_type: Any, **overrides: Any) -> type[Struct]:
+    """A wire struct: ``public`` with a ``T`` tag and the timestamp kept as it arrives."""
+    fields: list[tuple[str, Any, Any]] = [("ts_event", time_type, field(name="t"))]
+    fields += [(name, tp, default) for name, (tp, default) in overrides.items()]
+    return defstruct(
+        f"_{public.__name__}Wire_{tag}",
+        fields,
+        bases=(public,),
+        tag_field="T",
+        tag=tag,
+        kw_only=True,
+        module=__name__,
+        namespace={"_public": public},
+    )
+
+
+class _Head(Struct, gc=False):
+    T: str
+
+
+def _news_wire(time_type: Any) -> type[Struct]:
+    return defstruct(
+        "_AlpacaNewsWire",
+        [
+            ("id", int),
+            ("headline", str),
+            ("created_at", time_type),
+            ("updated_at", time_type),
+            ("summary", str | None, None),
+            ("author", str | None, None),
+            ("url", str | None, None),
+            ("content", str | None, None),
+            ("symbols", list[str] | None, None),
+            ("source", str | None, None),
+        ],
+        tag_field="T",
+        tag="n",
+        kw_only=True,
+        module=__name__,
+    )
+
+
+def _wire_types(stream: Stream, time_type: Any) -> list[type[Struct]]:
+    if stream == "stocks":
+        return [
+            _wire(Trade, "t", time_type),
+            _wire(Quote, "q", time_type),
+            *(
+                _wire(Bar, tag, time_type, kind=(str, kind))
+                for tag, kind in _BAR_TAGS.items()
+            ),
+            _wire(Correction, "c", time_type),
+            _wire(CancelError, "x", time_type),
+            _wire(Luld, "l", time_type),
+            _wire(TradingStatus, "s", time_type),
+            _wire(Imbalance, "i", time_type),
+        ]
+    if stream == "crypto":
+        return [
+            _wire(CryptoTrade, "t", time_type),
+            _wire(CryptoQuote, "q", time_type),
+            *(
+                _wire(CryptoBar, tag, time_type, kind=(str, kind))
+                for tag, kind in _BAR_TAGS.items()
+            ),
+            _wire(OrderbookUpdate, "o", time_type),
+        ]
+    if stream == "options":
+        # Options carry their condition as one string, not an array.
+        return [
+            _wire(Trade, "t", time_type, conditions=(str, "")),
+            _wire(Quote, "q", time_type, conditions=(str, "")),
+        ]
+    return [_news_wire(time_type)]
+
+
+_CONTROL: Final = (Success, StreamError, Subscription)
+
+
+class AlpacaDecoder:
+    """Decode frames of one Alpaca market-data stream in one encoding.
+
+    ``decode(frame, ts_recv)`` never raises on bad input; see :class:`Decoded`. Counters are in
+    ``stats``. One decoder per connection (the counters are per instance; the codec is stateless).
+    """
+
+    def __init__(self, stream: Stream, encoding: Encoding = "json") -> None:
+        if stream not in ("stocks", "crypto", "options", "news"):
+            raise ValueError(f"unknown Alpaca stream {stream!r}")
+        if encoding not in ("json", "msgpack"):
+            raise ValueError(f"unknown encoding {encoding!r}")
+        self.stream: Final = stream
+        self.encoding: Final = encoding
+        self.source: Final = f"alpaca.{stream}.{encoding}"
+        self.stats = DecodeStats()
+        json_mode = encoding == "json"
+        module = msgspec.json if json_mode else msgspec.msgpack
+        wires = _wire_types(stream, str if json_mode else _Ext)
+        union = cast(Any, tuple(wires) + _CONTROL)
+        self._frame = module.Decoder(list[_union(union)])
+        self._raws = module.Decoder(list[msgspec.Raw])
+        self._head = module.Decoder(_Head)
+        self._by_tag = {
+            cast(str, w.__struct_config__.tag): module.Decoder(w) for w in (*wires, *_CONTROL)
+        }
+        self._public: dict[type, type] = {w: w._public for w in wires if hasattr(w, "_public")}
+        self._special: dict[type, Any] = {}
+        if stream == "news":
+            self._special[wires[0]] = self._news
+        elif stream == "options":
+            for w in wires:
+                self._special[w] = self._option
+                del self._public[w]
+        self._encode_for_excerpt = module.encode
+        self._to_ns = _text_to_ns if json_mode else _ext_to_ns
+
+    def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
+        """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
+        try:
+            messages = self._frame.decode(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self.stats.record(self._decode_carefully(frame, ts_recv))
+        result = Decoded(messages)
+        bad = (
+            self._finish_json(messages, ts_recv)
+            if self.encoding == "json"
+            else self._finish_msgpack(messages, ts_recv)
+        )
+        if bad:
+            self._drop_bad(result, bad, list(range(len(messages))))
+        return self.stats.record(result)
+
+    # -- the careful path ----------------------------------------------------------------------
+
+    def _decode_carefully(self, frame: Any, ts_recv: int) -> Decoded:
+        result = Decoded()
+        try:
+            raws = self._raws.decode(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            result.errors.append(self._error(f"frame is not an array: {exc}", frame))
+            return result
+        indices: list[int] = []
+        for index, raw in enumerate(raws):
+            try:
+                tag = self._head.decode(raw).T
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                result.errors.append(self._error(f"not a message object: {exc}", raw, index))
+                continue
+            decoder = self._by_tag.get(tag)
+            if decoder is None:
+                result.unknown.append(
+                    UnknownMessage(source=self.source, type=tag, raw=bytes(raw))
+                )
+                continue
+            try:
+                result.messages.append(decoder.decode(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                result.errors.append(self._error(f"T={tag!r}: {exc}", raw, index))
+                continue
+            indices.append(index)
+        bad = (
+            self._finish_json(result.messages, ts_recv)
+            if self.encoding == "json"
+            else self._finish_msgpack(result.messages, ts_recv)
+        )
+        if bad:
+            self._drop_bad(result, bad, indices)
+        return result
+
+    def _drop_bad(self, result: Decoded, bad: list[tuple[int, str]], indices: list[int]) -> None:
+        drop = set()
+        for position, reason in bad:
+            drop.add(position)
+            message = result.messages[position]
+            raw = self._encode_for_excerpt(message)
+            result.errors.append(self._error(reason, raw, indices[position]))
+        result.messages = [m for i, m in enumerate(result.messages) if i not in drop]
+        result.errors.sort(key=lambda e: e.index)
+
+    def _error(self, reason: str, data: Any, index: int = -1) -> DecodeError:
+        return DecodeError(source=self.source, reason=reason, excerpt=excerpt(data), index=index)
+
+    # -- timestamps and class switch (the per-message hot path) --------------------------------
+
+    def _finish_json(self, messages: list[Any], ts_recv: int) -> list[tuple[int, str]]:
+        public_of = self._public
+        seconds = _SECONDS.__getitem__
+        scale = _SCALE
+        bad: list[tuple[int, str]] = []
+        for position, message in enumerate(messages):
+            public = public_of.get(type(message))
+            if public is None:
+                if type(message) in self._special:
+                    self._finish_special(messages, position, ts_recv, bad)
+                continue
+            text = message.ts_event
+            fraction = text[20:-1]
+            try:
+                if text[-1] == "Z" and text[19] == "." and text.isascii() and fraction.isdigit():
+                    message.ts_event = seconds(text[:20]) + int(fraction) * scale[len(fraction)]
+                else:
+                    message.ts_event = parse_rfc3339_ns(text)
+            except (TimestampError, IndexError) as exc:
+                bad.append((position, f"bad timestamp t={text[:40]!r}: {exc}"))
+                continue
+            message.ts_recv = ts_recv
+            message.__class__ = public
+        return bad
+
+    def _finish_msgpack(self, messages: list[Any], ts_recv: int) -> list[tuple[int, str]]:
+        public_of = self._public
+        bad: list[tuple[int, str]] = []
+        for position, message in enumerate(messages):
+            public = public_of.get(type(message))
+            if public is None:
+                if type(message) in self._special:
+                    self._finish_special(messages, position, ts_recv, bad)
+                continue
+            ext = message.ts_event
+            data = ext.data
+            if ext.code == _MSGPACK_TIMESTAMP and len(data) == 8:
+                packed = int.from_bytes(data, "big")
+                nanos = packed >> 34
+                if nanos < NS_PER_SECOND:
+                    message.ts_event = (packed & 0x3_FFFF_FFFF) * NS_PER_SECOND + nanos
+                    message.ts_recv = ts_recv
+                    message.__class__ = public
+                    continue
+            try:
+                message.ts_event = _ext_to_ns(ext)
+            except TimestampError as exc:
+                bad.append((position, f"bad timestamp t: {exc}"))
+                continue
+            message.ts_recv = ts_recv
+            message.__class__ = public
+        return bad
+
+    def _finish_special(
+        self, messages: list[Any], position: int, ts_recv: int, bad: list[tuple[int, str]]
+    ) -> None:
+        try:
+            messages[position] = self._special[type(messages[position])](
+                messages[position], ts_recv
+            )
+        except TimestampError as exc:
+            bad.append((position, f"bad timestamp: {exc}"))
+
+    def _option(self, message: Any, ts_recv: int) -> Trade | Quote:
+        message.ts_event = self._to_ns(message.ts_event)
+        message.conditions = (message.conditions,) if message.conditions else ()
+        message.ts_recv = ts_recv
+        message.__class__ = message._public
+        return cast(Trade | Quote, message)
+
+    def _news(self, wire: Any, ts_recv: int) -> News:
+        to_ns = self._to_ns
+        return News(
+            provider="alpaca",
+            id=str(wire.id),
+            ts_event=to_ns(wire.created_at),
+            ts_updated=to_ns(wire.updated_at),
+            headline=wire.headline,
+            summary=wire.summary or "",
+            author=wire.author or "",
+            url=wire.url or "",
+            content=wire.content or "",
+            symbols=tuple(wire.symbols or ()),
+            source=wire.source or "",
+            ts_recv=ts_recv,
+        )
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    union: Any = types[0]
+    for tp in types[1:]:
+        union = union | tp
+    return union
+
+
+def _text_to_ns(value: str) -> int:
+    return parse_rfc3339_ns(value)
+
+
+def _ext_to_ns(value: msgspec.msgpack.Ext) -> int:
+    if value.code != _MSGPACK_TIMESTAMP:
+        raise TimestampError(f"msgpack extension type {value.code} is not a timestamp (-1)")
+    return msgpack_ext_to_ns(value.data)
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+_LOCAL_FIELDS: Final = frozenset({"ts_recv", "kind"})
+_TAGS: Final[dict[type, str]] = {
+    Trade: "t",
+    Quote: "q",
+    Correction: "c",
+    CancelError: "x",
+    Luld: "l",
+    TradingStatus: "s",
+    Imbalance: "i",
+    CryptoTrade: "t",
+    CryptoQuote: "q",
+    OrderbookUpdate: "o",
+}
+_STREAM_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "stocks": (Trade, Quote, Bar, Correction, CancelError, Luld, TradingStatus, Imbalance),
+    "crypto": (CryptoTrade, CryptoQuote, CryptoBar, OrderbookUpdate),
+    "options": (Trade, Quote),
+    "news": (News,),
+}
+
+
+def _plan(cls: type[Struct]) -> list[tuple[str, str, Any]]:
+    """(attribute, wire key, default) for the fields that go on the wire, in order."""
+    plan = []
+    for info in msgspec.structs.fields(cls):
+        if info.name in _LOCAL_FIELDS:
+            continue
+        default = info.default if info.default is not msgspec.NODEFAULT else msgspec.NODEFAULT
+        plan.append((info.name, info.encode_name, default))
+    return plan
+
+
+class AlpacaEncoder:
+    """Encode schema structs as the frames an Alpaca market-data stream sends (for the fake
+    exchange and the tests). Fields at their default are left out, as Alpaca leaves out keys a
+    message does not carry."""
+
+    def __init__(self, stream: Stream, encoding: Encoding = "json") -> None:
+        if stream not in _STREAM_TYPES:
+            raise ValueError(f"unknown Alpaca stream {stream!r}")
+        self.stream: Final = stream
+        self.encoding: Final = encoding
+        self.source: Final = f"alpaca.{stream}.{encoding}"
+        self._json = encoding == "json"
+        self._encode = msgspec.json.encode if self._json else msgspec.msgpack.encode
+        self._types = _STREAM_TYPES[stream]
+        self._plans = {cls: _plan(cls) for cls in self._types if cls is not News}
+
+    def encode(self, messages: Any) -> bytes:
+        """One frame holding ``messages`` (data messages and/or control messages)."""
+        return self._encode([self.to_wire(m) for m in messages])
+
+    def to_wire(self, message: Any) -> Any:
+        """The wire object (dict, or the control struct itself) for one message."""
+        if isinstance(message, _CONTROL):
+            return message
+        cls = type(message)
+        if cls not in self._types:
+            raise CodecError(
+                DecodeError(
+                    source=self.source,
+                    reason=f"{cls.__name__} is not carried by the {self.stream} stream",
+                    excerpt=b"",
+                )
+            )
+        if cls is News:
+            return self._news(message)
+        tag = _BAR_KIND_TAG[message.kind] if cls in (Bar, CryptoBar) else _TAGS[cls]
+        wire: dict[str, Any] = {"T": tag}
+        for name, key, default in self._plans[cls]:
+            value = getattr(message, name)
+            if name == "ts_event":
+                value = self._time(value)
+            elif value == default:
+                continue
+            elif name == "conditions" and self.stream == "options":
+                if len(value) != 1:
+                    raise self._error(f"an option message carries one condition, got {value!r}")
+                value = value[0]
+            wire[key] = value
+        return wire
+
+    def _news(self, news: News) -> dict[str, Any]:
+        if news.provider != "alpaca" or not news.id.isdigit():
+            raise self._error(f"Alpaca news ids are integers, got {news.id!r}")
+        return {
+            "T": "n",
+            "id": int(news.id),
+            "headline": news.headline,
+            "summary": news.summary,
+            "author": news.author,
+            "created_at": self._time(news.ts_event),
+            "updated_at": self._time(news.ts_updated),
+            "url": news.url,
+            "content": news.content,
+            "symbols": list(news.symbols),
+            "source": news.source,
+        }
+
+    def _time(self, ns: int) -> Any:
+        try:
+            if self._json:
+                return format_rfc3339_ns(ns)
+            return _Ext(_MSGPACK_TIMESTAMP, ns_to_msgpack_ext(ns))
+        except TimestampError as exc:
+            raise self._error(str(exc)) from None
+
+    def _error(self, reason: str) -> CodecError:
+        return CodecError(DecodeError(source=self.source, reason=reason, excerpt=b""))

@@ -1,0 +1,94 @@
+"""What a decoder returns: the good messages, a typed error per bad one, and the unknown ones.
+
+A decoder never raises on bad input and never drops a good message because a neighbour was bad:
+it hands back a :class:`Decoded` and bumps the counters in its :class:`DecodeStats`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Final
+
+from msgspec import Struct, field
+
+__all__ = ["EXCERPT_BYTES", "CodecError", "DecodeError", "DecodeStats", "Decoded", "UnknownMessage"]
+
+EXCERPT_BYTES: Final = 160
+WHOLE_FRAME: Final = -1
+
+
+class DecodeError(Struct, frozen=True, gc=False, kw_only=True):
+    """One message (``index`` in its frame) or a whole frame (``index == -1``) that did not decode.
+
+    ``source`` names the codec (``alpaca.stocks.json``), ``reason`` says what was wrong and where,
+    ``excerpt`` holds the first bytes of the offending message.
+    """
+
+    source: str
+    reason: str
+    excerpt: bytes
+    index: int = WHOLE_FRAME
+
+
+class UnknownMessage(Struct, frozen=True, gc=False, kw_only=True):
+    """A well-formed message of a type this codec does not know (kept, counted, not fatal)."""
+
+    source: str
+    type: str
+    raw: bytes
+
+
+class Decoded(Struct):
+    """The result of decoding one frame or body."""
+
+    messages: list[Any] = field(default_factory=list)
+    errors: list[DecodeError] = field(default_factory=list)
+    unknown: list[UnknownMessage] = field(default_factory=list)
+
+
+class DecodeStats:
+    """Counters a decoder keeps for the daemon to export (frames, messages, errors, unknown)."""
+
+    __slots__ = ("errors", "frames", "messages", "unknown", "unknown_types")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.messages = 0
+        self.errors = 0
+        self.unknown = 0
+        self.unknown_types: Counter[str] = Counter()
+
+    def record(self, result: Decoded) -> Decoded:
+        """Count one decoded frame; returns it so decoders can ``return stats.record(result)``."""
+        self.frames += 1
+        self.messages += len(result.messages)
+        if result.errors:
+            self.errors += len(result.errors)
+        if result.unknown:
+            self.unknown += len(result.unknown)
+            self.unknown_types.update(u.type for u in result.unknown)
+        return result
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "messages": self.messages,
+            "errors": self.errors,
+            "unknown": self.unknown,
+            "unknown_types": dict(self.unknown_types),
+        }
+
+
+class CodecError(ValueError):
+    """Raised by encoders given a value the wire cannot carry, and by strict helpers."""
+
+    def __init__(self, error: DecodeError) -> None:
+        super().__init__(f"{error.source}: {error.reason}")
+        self.error = error
+
+
+def excerpt(data: Any) -> bytes:
+    """The first :data:`EXCERPT_BYTES` bytes of ``data`` (text or any buffer), for context."""
+    if isinstance(data, str):
+        return data[:EXCERPT_BYTES].encode("utf-8", "replace")
+    return bytes(memoryview(data)[:EXCERPT_BYTES])

@@ -1,0 +1,444 @@
+"""The unified schema: every source's messages become these structs and nothing else.
+
+Conventions (see DESIGN.md, "One schema"):
+
+* Times are integer nanoseconds since the epoch, UTC. ``ts_event`` comes from the source;
+  ``ts_recv`` is stamped by whoever received the bytes (0 until then).
+* Field names are readable; ``msgspec.field(name=...)`` records the Alpaca wire key so the Alpaca
+  codec decodes straight into these types. Other sources convert explicitly.
+* Sizes say what they are: equities trade whole shares (``int``), crypto trades fractions
+  (``float``). Separate structs keep the two from mixing silently.
+* ``gc=False`` on structs that hold only scalars: they can never be part of a reference cycle, and
+  a daemon allocating millions of them should not pay for the cycle collector.
+* Trading-stream money and quantities are ``Decimal`` (they arrive as decimal strings).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal, TypeAlias
+
+from msgspec import Struct, field
+
+__all__ = [
+    "ApiError",
+    "Authorization",
+    "Bar",
+    "BarKind",
+    "BookLevel",
+    "CancelError",
+    "CompanyMetrics",
+    "Correction",
+    "CryptoBar",
+    "CryptoQuote",
+    "CryptoTrade",
+    "Imbalance",
+    "LegExecution",
+    "Listening",
+    "Luld",
+    "MarketData",
+    "Message",
+    "MetricPoint",
+    "News",
+    "Order",
+    "OrderUpdate",
+    "OrderbookUpdate",
+    "Ping",
+    "Quote",
+    "StreamError",
+    "Subscription",
+    "Success",
+    "Trade",
+    "TradingStatus",
+]
+
+BarKind: TypeAlias = Literal["minute", "updated", "daily"]
+
+
+# --- market data (Alpaca stocks / options / Finnhub equities) -------------------------------------
+
+
+class Trade(Struct, kw_only=True):
+    """An equity or option trade. ``size`` is whole shares/contracts."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    price: float = field(name="p")
+    size: int = field(name="s")
+    trade_id: int = field(default=0, name="i")
+    exchange: str = field(default="", name="x")
+    conditions: tuple[str, ...] = field(default=(), name="c")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class Quote(Struct, kw_only=True):
+    """An equity or option NBBO/venue quote. Stock sizes are in round lots, as Alpaca sends them."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    bid_price: float = field(name="bp")
+    bid_size: int = field(name="bs")
+    ask_price: float = field(name="ap")
+    ask_size: int = field(name="as")
+    bid_exchange: str = field(default="", name="bx")
+    ask_exchange: str = field(default="", name="ax")
+    conditions: tuple[str, ...] = field(default=(), name="c")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class Bar(Struct, kw_only=True, gc=False):
+    """An equity OHLCV bar; ``ts_event`` is the start of the interval.
+
+    ``kind`` tells a minute bar from an updated one (replaces the bar with the same symbol and
+    start) and from the partial daily bar. ``trade_count``/``vwap`` are absent on old feeds.
+    """
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    open: float = field(name="o")
+    high: float = field(name="h")
+    low: float = field(name="l")
+    close: float = field(name="c")
+    volume: int = field(name="v")
+    trade_count: int | None = field(default=None, name="n")
+    vwap: float | None = field(default=None, name="vw")
+    kind: BarKind = "minute"
+    ts_recv: int = 0
+
+
+class Correction(Struct, kw_only=True):
+    """A correction of an earlier trade (match it by symbol, exchange and ``original_id``)."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    exchange: str = field(name="x")
+    original_id: int = field(name="oi")
+    original_price: float = field(name="op")
+    original_size: int = field(name="os")
+    corrected_id: int = field(name="ci")
+    corrected_price: float = field(name="cp")
+    corrected_size: int = field(name="cs")
+    original_conditions: tuple[str, ...] = field(default=(), name="oc")
+    corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class CancelError(Struct, kw_only=True, gc=False):
+    """A trade cancelled (``action == "C"``) or marked in error (``"E"``)."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    trade_id: int = field(name="i")
+    exchange: str = field(name="x")
+    price: float = field(name="p")
+    size: int = field(name="s")
+    action: str = field(name="a")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class Luld(Struct, kw_only=True, gc=False):
+    """Limit-up/limit-down price band."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    limit_up: float = field(name="u")
+    limit_down: float = field(name="d")
+    indicator: str = field(name="i")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class TradingStatus(Struct, kw_only=True, gc=False):
+    """Halt / resume / pause. Codes are tape-specific strings, kept as sent."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    status_code: str = field(name="sc")
+    status_message: str = field(default="", name="sm")
+    reason_code: str = field(default="", name="rc")
+    reason_message: str = field(default="", name="rm")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+class Imbalance(Struct, kw_only=True, gc=False):
+    """Order imbalance (sent mostly around LULD halts)."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    price: float = field(name="p")
+    tape: str = field(default="", name="z")
+    ts_recv: int = 0
+
+
+# --- crypto -------------------------------------------------------------------------------------
+
+
+class CryptoTrade(Struct, kw_only=True, gc=False):
+    """A crypto (or other fractional-size) trade. ``taker_side`` is ``"B"``/``"S"`` when sent."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    price: float = field(name="p")
+    size: float = field(name="s")
+    trade_id: int = field(default=0, name="i")
+    taker_side: str = field(default="", name="tks")
+    exchange: str = field(default="", name="x")
+    ts_recv: int = 0
+
+
+class CryptoQuote(Struct, kw_only=True, gc=False):
+    """A crypto quote: fractional sizes, no exchange, conditions or tape."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    bid_price: float = field(name="bp")
+    bid_size: float = field(name="bs")
+    ask_price: float = field(name="ap")
+    ask_size: float = field(name="as")
+    ts_recv: int = 0
+
+
+class CryptoBar(Struct, kw_only=True, gc=False):
+    """A crypto OHLCV bar. Fractional volume; prices fold in quote mid-points, so ``v`` may be 0."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    open: float = field(name="o")
+    high: float = field(name="h")
+    low: float = field(name="l")
+    close: float = field(name="c")
+    volume: float = field(name="v")
+    trade_count: int | None = field(default=None, name="n")
+    vwap: float | None = field(default=None, name="vw")
+    kind: BarKind = "minute"
+    ts_recv: int = 0
+
+
+class BookLevel(Struct, gc=False, frozen=True):
+    """One price level; ``size == 0`` in a delta removes the level."""
+
+    price: float = field(name="p")
+    size: float = field(name="s")
+
+
+class OrderbookUpdate(Struct, kw_only=True):
+    """Crypto order book: a full snapshot when ``reset`` is true, otherwise a delta."""
+
+    symbol: str = field(name="S")
+    ts_event: int = field(name="t")
+    bids: tuple[BookLevel, ...] = field(default=(), name="b")
+    asks: tuple[BookLevel, ...] = field(default=(), name="a")
+    reset: bool = field(default=False, name="r")
+    ts_recv: int = 0
+
+
+# --- news and fundamentals ----------------------------------------------------------------------
+
+
+class News(Struct, kw_only=True):
+    """A news item from any provider.
+
+    ``id`` is the provider's id as text (NewsAPI has none: its URL is the id); ``id`` plus
+    ``ts_updated`` identify a version of an article. ``source`` is the publisher.
+    """
+
+    provider: Literal["alpaca", "finnhub", "newsapi"]
+    id: str
+    ts_event: int
+    ts_updated: int
+    headline: str
+    summary: str = ""
+    author: str = ""
+    url: str = ""
+    content: str = ""
+    symbols: tuple[str, ...] = ()
+    source: str = ""
+    category: str = ""
+    image: str = ""
+    ts_recv: int = 0
+
+
+class MetricPoint(Struct, gc=False, frozen=True):
+    """One value of a reported series (``period`` is the period's end date, ``YYYY-MM-DD``)."""
+
+    period: str
+    value: float = field(name="v")
+
+
+class CompanyMetrics(Struct, kw_only=True):
+    """Finnhub basic financials: free-form metric keys, numeric or text values."""
+
+    symbol: str
+    metric_type: str = ""
+    metrics: dict[str, float | str | None] = {}
+    series: dict[str, dict[str, tuple[MetricPoint, ...]]] = {}
+    ts_recv: int = 0
+
+
+# --- orders (Alpaca trade_updates) --------------------------------------------------------------
+
+
+class Order(Struct, kw_only=True):
+    """An Alpaca order as the trading stream (and REST) reports it. Everything but ``id`` may be
+    missing or null on the wire; times are UTC nanoseconds or ``None``."""
+
+    id: str
+    client_order_id: str = ""
+    symbol: str = ""
+    asset_id: str = ""
+    asset_class: str = ""
+    side: str = ""
+    order_type: str = ""
+    order_class: str = ""
+    time_in_force: str = ""
+    status: str = ""
+    extended_hours: bool = False
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    filled_qty: Decimal | None = None
+    filled_avg_price: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    hwm: Decimal | None = None
+    ratio_qty: Decimal | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    submitted_at: int | None = None
+    filled_at: int | None = None
+    expired_at: int | None = None
+    canceled_at: int | None = None
+    cancel_requested_at: int | None = None
+    failed_at: int | None = None
+    replaced_at: int | None = None
+    replaced_by: str | None = None
+    replaces: str | None = None
+    legs: tuple[Order, ...] | None = None
+
+
+class LegExecution(Struct, kw_only=True, gc=False):
+    """One leg's execution inside a multi-leg fill."""
+
+    execution_id: str
+    order_id: str
+    symbol: str
+    qty: Decimal
+    price: Decimal
+    ts_event: int
+
+
+class OrderUpdate(Struct, kw_only=True):
+    """An event of the ``trade_updates`` stream. ``event`` is kept as text (the set grows).
+
+    ``ts_event`` is the event's ``timestamp`` (None on events that carry none); ``price``/``qty``
+    belong to this execution, ``position_qty`` is the signed position after it.
+    """
+
+    event: str
+    order: Order
+    ts_event: int | None = None
+    execution_id: str | None = None
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    position_qty: Decimal | None = None
+    event_id: str | None = None
+    ts_at: int | None = None
+    position_qtys: dict[str, Decimal] | None = None
+    leg_executions: tuple[LegExecution, ...] | None = None
+    ts_recv: int = 0
+
+
+# --- control messages ---------------------------------------------------------------------------
+
+
+class Success(Struct, tag_field="T", tag="success", gc=False, frozen=True):
+    """Alpaca ``success``: ``msg`` is ``connected`` or ``authenticated``."""
+
+    msg: str
+
+
+class StreamError(Struct, tag_field="T", tag="error", gc=False, frozen=True):
+    """An error the server sent: Alpaca's code (400-413, 500), or 0 where a source sends none."""
+
+    code: int
+    msg: str
+
+
+class Subscription(Struct, tag_field="T", tag="subscription", frozen=True, kw_only=True):
+    """Alpaca's subscription ack: the server's full current set. ``None`` = key not sent."""
+
+    trades: tuple[str, ...] | None = None
+    quotes: tuple[str, ...] | None = None
+    bars: tuple[str, ...] | None = None
+    updated_bars: tuple[str, ...] | None = field(default=None, name="updatedBars")
+    daily_bars: tuple[str, ...] | None = field(default=None, name="dailyBars")
+    statuses: tuple[str, ...] | None = None
+    lulds: tuple[str, ...] | None = None
+    corrections: tuple[str, ...] | None = None
+    cancel_errors: tuple[str, ...] | None = field(default=None, name="cancelErrors")
+    imbalances: tuple[str, ...] | None = None
+    orderbooks: tuple[str, ...] | None = None
+    news: tuple[str, ...] | None = None
+
+
+class Authorization(Struct, gc=False, frozen=True, kw_only=True):
+    """Trading stream ``authorization`` reply (``status`` is ``authorized``/``unauthorized``)."""
+
+    status: str
+    action: str
+    message: str = ""
+
+
+class Listening(Struct, frozen=True, kw_only=True):
+    """Trading stream ``listening`` reply: the streams now active."""
+
+    streams: tuple[str, ...] = ()
+
+
+class Ping(Struct, gc=False, kw_only=True):
+    """A keep-alive from the server (Finnhub ``{"type":"ping"}``); useful only as liveness."""
+
+    ts_recv: int = 0
+
+
+class ApiError(Struct, gc=False, frozen=True, kw_only=True):
+    """An error body from a REST API (NewsAPI ``{"status":"error","code":...}``)."""
+
+    provider: str
+    code: str
+    message: str
+
+
+MarketData: TypeAlias = (
+    Trade
+    | Quote
+    | Bar
+    | Correction
+    | CancelError
+    | Luld
+    | TradingStatus
+    | Imbalance
+    | CryptoTrade
+    | CryptoQuote
+    | CryptoBar
+    | OrderbookUpdate
+)
+Message: TypeAlias = (
+    MarketData
+    | News
+    | CompanyMetrics
+    | OrderUpdate
+    | Success
+    | StreamError
+    | Subscription
+    | Authorization
+    | Listening
+    | Ping
+    | ApiError
+)

@@ -16,10 +16,11 @@ from typing import Any, Final, Literal, TypeAlias, cast
 import msgspec
 from msgspec import Struct, defstruct, field
 
-from .errors import CodecError, DecodeError, Decoded, DecodeStats, UnknownMessage, excerpt
+from .errors import CodecError, Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
 from .schema import (
     Bar,
     CancelError,
+    ChannelSets,
     Correction,
     CryptoBar,
     CryptoQuote,
@@ -35,7 +36,9 @@ from .schema import (
     Trade,
     TradingStatus,
 )
+from .timestamps import _FRACTION_SCALE as _SCALE
 from .timestamps import (
+    _SECONDS,
     NS_PER_SECOND,
     TimestampError,
     format_rfc3339_ns,
@@ -43,10 +46,19 @@ from .timestamps import (
     ns_to_msgpack_ext,
     parse_rfc3339_ns,
 )
-from .timestamps import _FRACTION_SCALE as _SCALE
-from .timestamps import _SECONDS
 
-__all__ = ["AlpacaDecoder", "AlpacaEncoder", "Encoding", "Stream"]
+__all__ = [
+    "AlpacaDecoder",
+    "AlpacaEncoder",
+    "AuthRequest",
+    "ClientMessage",
+    "Encoding",
+    "Stream",
+    "SubscribeRequest",
+    "UnsubscribeRequest",
+    "decode_client_message",
+    "encode_client_message",
+]
 
 Stream: TypeAlias = Literal["stocks", "crypto", "options", "news"]
 Encoding: TypeAlias = Literal["json", "msgpack"]
@@ -104,10 +116,7 @@ def _wire_types(stream: Stream, time_type: Any) -> list[type[Struct]]:
         return [
             _wire(Trade, "t", time_type),
             _wire(Quote, "q", time_type),
-            *(
-                _wire(Bar, tag, time_type, kind=(str, kind))
-                for tag, kind in _BAR_TAGS.items()
-            ),
+            *(_wire(Bar, tag, time_type, kind=(str, kind)) for tag, kind in _BAR_TAGS.items()),
             _wire(Correction, "c", time_type),
             _wire(CancelError, "x", time_type),
             _wire(Luld, "l", time_type),
@@ -155,13 +164,12 @@ class AlpacaDecoder:
         json_mode = encoding == "json"
         module = msgspec.json if json_mode else msgspec.msgpack
         wires = _wire_types(stream, str if json_mode else _Ext)
-        union = cast(Any, tuple(wires) + _CONTROL)
-        self._frame = module.Decoder(list[_union(union)])
+        union: Any = _union((*wires, *_CONTROL))
+        self._frame = module.Decoder(list[union])
         self._raws = module.Decoder(list[msgspec.Raw])
         self._head = module.Decoder(_Head)
-        self._by_tag = {
-            cast(str, w.__struct_config__.tag): module.Decoder(w) for w in (*wires, *_CONTROL)
-        }
+        structs: tuple[type[Struct], ...] = (*wires, *_CONTROL)
+        self._by_tag = {cast(str, w.__struct_config__.tag): module.Decoder(w) for w in structs}
         self._public: dict[type, type] = {w: w._public for w in wires if hasattr(w, "_public")}
         self._special: dict[type, Any] = {}
         if stream == "news":
@@ -207,9 +215,7 @@ class AlpacaDecoder:
                 continue
             decoder = self._by_tag.get(tag)
             if decoder is None:
-                result.unknown.append(
-                    UnknownMessage(source=self.source, type=tag, raw=bytes(raw))
-                )
+                result.unknown.append(UnknownMessage(source=self.source, type=tag, raw=bytes(raw)))
                 continue
             try:
                 result.messages.append(decoder.decode(raw))
@@ -343,7 +349,7 @@ def _text_to_ns(value: str) -> int:
 def _ext_to_ns(value: msgspec.msgpack.Ext) -> int:
     if value.code != _MSGPACK_TIMESTAMP:
         raise TimestampError(f"msgpack extension type {value.code} is not a timestamp (-1)")
-    return msgpack_ext_to_ns(value.data)
+    return msgpack_ext_to_ns(bytes(value.data))
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -457,3 +463,55 @@ class AlpacaEncoder:
 
     def _error(self, reason: str) -> CodecError:
         return CodecError(DecodeError(source=self.source, reason=reason, excerpt=b""))
+
+
+# --- client -> server messages (what the feed sends; what the fake exchange reads) -------------
+
+
+class AuthRequest(Struct, tag_field="action", tag="auth", frozen=True, gc=False):
+    """``{"action": "auth", "key", "secret"}``; ``key`` may be ``access_token``/``oauth``."""
+
+    key: str
+    secret: str
+
+
+class SubscribeRequest(
+    ChannelSets, tag_field="action", tag="subscribe", frozen=True, kw_only=True, omit_defaults=True
+):
+    """Add these symbols to the channels named (the server answers with the full set)."""
+
+
+class UnsubscribeRequest(
+    ChannelSets,
+    tag_field="action",
+    tag="unsubscribe",
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+):
+    """Remove these symbols from the channels named."""
+
+
+ClientMessage: TypeAlias = AuthRequest | SubscribeRequest | UnsubscribeRequest
+_CLIENT_DECODERS: Final[dict[str, Any]] = {
+    "json": msgspec.json.Decoder(ClientMessage),
+    "msgpack": msgspec.msgpack.Decoder(ClientMessage),
+}
+
+
+def decode_client_message(
+    data: bytes | str, encoding: Encoding = "json"
+) -> ClientMessage | DecodeError:
+    """A client's message to a market-data stream, or the typed error the server should answer."""
+    try:
+        message: ClientMessage = _CLIENT_DECODERS[encoding].decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return DecodeError(
+            source=f"alpaca.client.{encoding}", reason=str(exc), excerpt=excerpt(data)
+        )
+    return message
+
+
+def encode_client_message(message: ClientMessage, encoding: Encoding = "json") -> bytes:
+    """Encode a client message in the connection's negotiated encoding."""
+    return msgspec.json.encode(message) if encoding == "json" else msgspec.msgpack.encode(message)

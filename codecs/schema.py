@@ -27,6 +27,7 @@ __all__ = [
     "BarKind",
     "BookLevel",
     "CancelError",
+    "ChannelSets",
     "CompanyMetrics",
     "Correction",
     "CryptoBar",
@@ -370,8 +371,8 @@ class StreamError(Struct, tag_field="T", tag="error", gc=False, frozen=True):
     msg: str
 
 
-class Subscription(Struct, tag_field="T", tag="subscription", frozen=True, kw_only=True):
-    """Alpaca's subscription ack: the server's full current set. ``None`` = key not sent."""
+class ChannelSets(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Symbols per Alpaca channel; ``None`` = the key is absent, ``()`` = present and empty."""
 
     trades: tuple[str, ...] | None = None
     quotes: tuple[str, ...] | None = None
@@ -385,6 +386,12 @@ class Subscription(Struct, tag_field="T", tag="subscription", frozen=True, kw_on
     imbalances: tuple[str, ...] | None = None
     orderbooks: tuple[str, ...] | None = None
     news: tuple[str, ...] | None = None
+
+
+class Subscription(
+    ChannelSets, tag_field="T", tag="subscription", frozen=True, kw_only=True, omit_defaults=True
+):
+    """Alpaca's subscription ack: the server's full current set (diff it with what you asked)."""
 
 
 class Authorization(Struct, gc=False, frozen=True, kw_only=True):

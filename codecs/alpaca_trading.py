@@ -127,6 +127,8 @@ def _time(text: str | None) -> int | None:
 
 
 def _order(wire: _OrderWire) -> Order:
+    fields: dict[str, Any] = {name: getattr(wire, name) for name in _DECIMAL_FIELDS}
+    fields.update((name, _time(getattr(wire, name))) for name in _TIME_FIELDS)
     return Order(
         id=wire.id,
         client_order_id=wire.client_order_id or "",
@@ -139,11 +141,10 @@ def _order(wire: _OrderWire) -> Order:
         time_in_force=wire.time_in_force or "",
         status=wire.status or "",
         extended_hours=bool(wire.extended_hours),
-        **{name: getattr(wire, name) for name in _DECIMAL_FIELDS},  # type: ignore[arg-type]
-        **{name: _time(getattr(wire, name)) for name in _TIME_FIELDS},
         replaced_by=wire.replaced_by,
         replaces=wire.replaces,
         legs=None if wire.legs is None else tuple(_order(leg) for leg in wire.legs),
+        **fields,
     )
 
 

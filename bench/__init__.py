@@ -1,0 +1,1 @@
+"""tickd benchmarks: ``python -m bench NAME [--quick] [--json PATH]`` (see bench/README.md)."""

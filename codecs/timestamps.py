@@ -25,7 +25,6 @@ __all__ = [
 
 NS_PER_SECOND: Final = 1_000_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_NS: Final = timedelta(microseconds=1) / 1000
 
 _RFC3339: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})"
@@ -156,4 +155,5 @@ def datetime_to_ns(moment: datetime) -> int:
     """An aware datetime to nanoseconds (for callers holding datetimes, e.g. alpaca-py models)."""
     if moment.tzinfo is None:
         raise TimestampError("naive datetime: the schema is UTC, pass an aware datetime")
-    return (moment - _EPOCH) // _ONE_NS
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_SECOND + delta.microseconds * 1000

@@ -1,0 +1,186 @@
+"""Bad input gives typed errors with context and counters; good neighbours are never lost."""
+
+import pytest
+
+from tickd.codecs import alpaca, alpaca_trading, finnhub, newsapi
+from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder
+from tickd.codecs.errors import CodecError, DecodeError
+from tickd.codecs.schema import Bar, CryptoTrade, News, Quote, Trade
+
+GOOD = (
+    b'{"T":"t","S":"AAPL","i":628,"x":"K","p":162.92,"s":3,"c":["@"],"z":"C",'
+    b'"t":"2023-04-06T11:54:26.838232225Z"}'
+)
+
+
+def frame(*parts: bytes) -> bytes:
+    return b"[" + b",".join(parts) + b"]"
+
+
+def test_an_unknown_type_is_kept_and_counted_and_its_neighbours_survive() -> None:
+    decoder = AlpacaDecoder("stocks")
+    result = decoder.decode(frame(GOOD, b'{"T":"zz","S":"AAPL"}', GOOD), ts_recv=9)
+    assert [type(m) for m in result.messages] == [Trade, Trade]
+    assert [u.type for u in result.unknown] == ["zz"] and result.errors == []
+    assert result.unknown[0].raw == b'{"T":"zz","S":"AAPL"}'
+    assert decoder.stats.as_dict() == {
+        "frames": 1,
+        "messages": 2,
+        "errors": 0,
+        "unknown": 1,
+        "unknown_types": {"zz": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b'{"T":"t","S":"AAPL"}', "missing required field"),
+        (b'{"T":"t","S":"AAPL","p":"x","s":1,"t":"2023-04-06T11:54:26Z"}', "Expected `float`"),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":1.5,"t":"2023-04-06T11:54:26Z"}', "Expected `int`"),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"yesterday"}', "bad timestamp"),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"2023-02-30T11:54:26.5Z"}', "bad timestamp"),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"2023-04-06T11:54:26.+5Z"}', "bad timestamp"),
+        (b'{"S":"AAPL"}', "not a message object"),
+        (b"42", "not a message object"),
+    ],
+)
+def test_a_bad_message_is_a_typed_error_with_its_index_and_excerpt(bad: bytes, reason: str) -> None:
+    decoder = AlpacaDecoder("stocks")
+    result = decoder.decode(frame(GOOD, bad, GOOD))
+    assert len(result.messages) == 2
+    (error,) = result.errors
+    assert isinstance(error, DecodeError)
+    assert error.source == "alpaca.stocks.json" and error.index == 1 and reason in error.reason
+    assert error.excerpt and error.excerpt[:1] in (b"{", b"4")
+    assert decoder.stats.errors == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"not json", b"{}", b'{"T":"t"}', b"[", b"\xff\xfe", "[1,2"])
+def test_a_frame_that_is_not_an_array_is_one_error(data: bytes | str) -> None:
+    result = AlpacaDecoder("stocks").decode(data)
+    assert result.messages == [] and len(result.errors) == 1 and result.errors[0].index == -1
+
+
+def test_msgpack_frames_with_text_timestamps_or_foreign_extensions_are_errors() -> None:
+    decoder = AlpacaDecoder("stocks", "msgpack")
+    json_like = alpaca.msgspec.msgpack.encode(
+        [{"T": "t", "S": "A", "p": 1.0, "s": 1, "t": "2023-04-06T11:54:26Z"}]
+    )
+    assert len(decoder.decode(json_like).errors) == 1
+    foreign = alpaca.msgspec.msgpack.encode(
+        [{"T": "t", "S": "A", "p": 1.0, "s": 1, "t": alpaca.msgspec.msgpack.Ext(5, b"\0" * 8)}]
+    )
+    (error,) = decoder.decode(foreign).errors
+    assert "not a timestamp" in error.reason
+    twelve = alpaca.msgspec.msgpack.encode(
+        [{"T": "t", "S": "A", "p": 1.0, "s": 1, "t": alpaca.msgspec.msgpack.Ext(-1, b"\0" * 12)}]
+    )
+    (trade,) = decoder.decode(twelve, 3).messages
+    assert trade.ts_event == 0 and trade.ts_recv == 3
+
+
+def test_a_frame_mixing_good_bad_and_unknown_keeps_order_of_good_ones() -> None:
+    quote = (
+        b'{"T":"q","S":"AMD","bx":"U","bp":87.66,"bs":1,"ax":"X","ap":87.67,"as":1,'
+        b'"t":"2021-02-22T15:51:45.3355677Z","c":["R"],"z":"C"}'
+    )
+    result = AlpacaDecoder("stocks").decode(frame(quote, b'{"T":"q"}', b'{"T":"?"}', GOOD))
+    assert [type(m) for m in result.messages] == [Quote, Trade]
+    assert [e.index for e in result.errors] == [1]
+
+
+def test_encoders_refuse_what_the_wire_cannot_carry() -> None:
+    with pytest.raises(CodecError):
+        AlpacaEncoder("crypto").encode([Trade(symbol="A", ts_event=0, price=1.0, size=1)])
+    with pytest.raises(CodecError):
+        AlpacaEncoder("stocks").encode([Trade(symbol="A", ts_event=10**30, price=1.0, size=1)])
+    with pytest.raises(CodecError):
+        AlpacaEncoder("options").encode(
+            [Trade(symbol="A", ts_event=0, price=1.0, size=1, conditions=("A", "B"))]
+        )
+    with pytest.raises(CodecError):
+        AlpacaEncoder("news").encode(
+            [News(provider="alpaca", id="abc", ts_event=0, ts_updated=0, headline="h")]
+        )
+    with pytest.raises(ValueError, match="milliseconds"):
+        finnhub.encode_trades([CryptoTrade(symbol="X:Y", ts_event=1, price=1.0, size=0.5)])
+
+
+def test_encoders_leave_out_fields_at_their_default() -> None:
+    bar = Bar(symbol="SPY", ts_event=0, open=1, high=2, low=0.5, close=1.5, volume=10, kind="daily")
+    assert AlpacaEncoder("stocks").encode([bar]) == (
+        b'[{"T":"d","S":"SPY","t":"1970-01-01T00:00:00Z","o":1,"h":2,"l":0.5,"c":1.5,"v":10}]'
+    )
+
+
+def test_client_message_errors_are_typed() -> None:
+    assert isinstance(alpaca.decode_client_message(b'{"action":"dance"}'), DecodeError)
+    assert isinstance(alpaca.decode_client_message(b"\x00", "msgpack"), DecodeError)
+    assert isinstance(alpaca_trading.decode_client_message(b'{"action":"listen"}'), DecodeError)
+    assert isinstance(alpaca_trading.decode_client_message(b'{"action":"sing"}'), DecodeError)
+    assert isinstance(alpaca_trading.decode_client_message(b"nope"), DecodeError)
+    assert isinstance(finnhub.decode_client_message(b'{"type":"hop","symbol":"A"}'), DecodeError)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"stream":"trade_updates","data":null}',
+        b'{"stream":"trade_updates","data":{"event":"fill"}}',
+        b'{"stream":"trade_updates","data":{"event":"fill","order":{"id":"x","qty":"abc"}}}',
+        b'{"stream":"trade_updates","data":{"event":"new","order":{"id":"x","created_at":"?"}}}',
+        b'{"stream":"authorization"}',
+        b"[]",
+        b"",
+    ],
+)
+def test_trading_stream_bad_frames(data: bytes) -> None:
+    decoder = alpaca_trading.TradingStreamDecoder()
+    result = decoder.decode(data)
+    assert result.messages == [] and len(result.errors) == 1 and decoder.stats.errors == 1
+
+
+def test_trading_stream_unknown_stream_is_counted() -> None:
+    decoder = alpaca_trading.TradingStreamDecoder()
+    result = decoder.decode(b'{"stream":"account_updates","data":{}}')
+    assert [u.type for u in result.unknown] == ["account_updates"]
+    error = decoder.decode(b'{"action":"error"}').messages[0]
+    assert error.msg == ""
+
+
+def test_finnhub_bad_items_do_not_sink_the_frame() -> None:
+    decoder = finnhub.FinnhubDecoder()
+    result = decoder.decode(
+        b'{"type":"trade","data":[{"p":1.5,"s":"AAPL","t":1575526691134,"v":100},'
+        b'{"p":1.5,"s":"AAPL","t":1575526691134,"v":0.5},'
+        b'{"p":1.5,"s":"AAPL","t":-5,"v":1},{"p":"x"},'
+        b'{"p":2.5,"s":"BINANCE:BTCUSDT","t":1575526691135,"v":0.25}]}'
+    )
+    assert [type(m) for m in result.messages] == [Trade, CryptoTrade]
+    assert [e.index for e in result.errors] == [1, 2, 3]
+    assert "fractional size" in result.errors[0].reason
+    assert (
+        decoder.decode(b'{"type":"error","msg":"Subscribing to too many symbols"}').messages[0].msg
+    )
+    assert decoder.decode(b'{"type":"mystery"}').unknown[0].type == "mystery"
+    assert len(decoder.decode(b"<html>").errors) == 1
+    assert decoder.stats.errors == 4 and decoder.stats.unknown == 1
+
+
+def test_rest_bodies_that_are_wrong() -> None:
+    assert len(finnhub.decode_company_news(b'{"error":"no"}').errors) == 1
+    news = finnhub.decode_company_news(b'[{"id":1,"datetime":5,"headline":"h"},{"id":"x"}]')
+    assert len(news.messages) == 1 and news.errors[0].index == 1
+    assert len(finnhub.decode_basic_financials(b"[]").errors) == 1
+    assert len(newsapi.decode_articles(b"oops").errors) == 1
+    articles = newsapi.decode_articles(
+        b'{"status":"ok","totalResults":2,"articles":['
+        b'{"url":"u1","publishedAt":"2024-04-26T04:14:38Z","title":null,"source":{"id":null}},'
+        b'{"url":"u2","publishedAt":"later"}]}'
+    )
+    assert [n.id for n in articles.messages] == ["u1"] and articles.errors[0].index == 1
+    with pytest.raises(ValueError, match="url"):
+        newsapi.encode_articles(
+            [News(provider="newsapi", id="a", ts_event=0, ts_updated=0, headline="h")]
+        )

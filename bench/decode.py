@@ -1,9 +1,9 @@
-"""Alpaca stock frames -> tickd structs, against alpaca-py's receive path and msgspec's lossy decode.
+"""Alpaca stock frames -> tickd structs, vs alpaca-py's receive path and msgspec's lossy decode.
 
 One frame = 10 trades or 10 quotes, built with :class:`AlpacaEncoder` from realistic structs
 (nanosecond timestamps, SIP-like condition lists), in JSON and msgpack. The same bytes go to:
 
-* tickd: ``AlpacaDecoder("stocks", encoding).decode(frame, ts_recv)`` -> exact-ns ``Trade``/``Quote``;
+* tickd: ``AlpacaDecoder("stocks", encoding).decode(frame, ts_recv)``, exact-ns ``Trade``/``Quote``;
 * alpaca-py (msgpack only): what ``DataStream._consume`` does per frame, ``msgpack.unpackb`` and
   the real ``DataStream._cast`` for each message (pydantic ``Trade``/``Quote``, ``t`` -> datetime);
 * msgspec lossy: one reused msgspec decoder into a tagged union of structs with ``t: datetime``,
@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import msgspec
 import numpy as np
 from msgspec import Struct, field
 
 from bench.harness import Config, Report, at_most, benchmark, compare, faster_by
-from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder
+from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder, Encoding
 from tickd.codecs.schema import Quote, Trade
 
 FRAME_SIZE = 10
@@ -30,19 +31,58 @@ TS_RECV = 1_717_162_200_500_000_000
 ALPACA_PY_TARGET = faster_by(15, "alpaca-py")
 MSGSPEC_TARGET = at_most(1.4, "msgspec lossy")
 
-_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "AMD", "SPY", "QQQ",
-            "BRK.B", "JPM", "PLTR", "SOFI", "F")
-_BASE_PRICES = (191.3, 415.2, 1094.5, 178.9, 177.6, 467.1, 172.4, 164.8, 527.4, 450.7, 405.6,
-                199.0, 21.9, 6.83, 11.97)
+_SYMBOLS = (
+    "AAPL",
+    "MSFT",
+    "NVDA",
+    "AMZN",
+    "TSLA",
+    "META",
+    "GOOGL",
+    "AMD",
+    "SPY",
+    "QQQ",
+    "BRK.B",
+    "JPM",
+    "PLTR",
+    "SOFI",
+    "F",
+)
+_BASE_PRICES = (
+    191.3,
+    415.2,
+    1094.5,
+    178.9,
+    177.6,
+    467.1,
+    172.4,
+    164.8,
+    527.4,
+    450.7,
+    405.6,
+    199.0,
+    21.9,
+    6.83,
+    11.97,
+)
 _EXCHANGES = ("V", "Q", "N", "P", "Z", "K", "D", "X", "Y", "J", "H", "U")
 # SIP trade condition sets as Alpaca sends them (regular, odd lot, ISO, form T, ...).
-_TRADE_CONDITIONS = (("@",), ("@", "I"), ("@", "F"), ("@", "F", "I"), ("@", "T"),
-                     ("@", "T", "I"), ("@", "4"), ("@", "Z"))
+_TRADE_CONDITIONS = (
+    ("@",),
+    ("@", "I"),
+    ("@", "F"),
+    ("@", "F", "I"),
+    ("@", "T"),
+    ("@", "T", "I"),
+    ("@", "4"),
+    ("@", "Z"),
+)
 _TRADE_CONDITION_WEIGHTS = (0.40, 0.30, 0.10, 0.08, 0.05, 0.04, 0.02, 0.01)
 
 
 def _tape(symbol: str) -> str:
-    return "B" if symbol in ("SPY", "BRK.B", "JPM", "F") else "C" if symbol != "QQQ" else "C"
+    """SIP tape: A = NYSE-listed, B = NYSE Arca/other (ETFs here), C = Nasdaq-listed."""
+    return "A" if symbol in ("BRK.B", "JPM", "F") else "B" if symbol == "SPY" else "C"
 
 
 def _times(rng: np.random.Generator, count: int) -> list[int]:
@@ -135,7 +175,7 @@ def _dt_ns(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-# --- peer: alpaca-py --------------------------------------------------------------------------------
+# --- peer: alpaca-py ---------------------------------------------------------------------------
 
 
 def _alpaca_py_stream() -> Any:
@@ -205,39 +245,51 @@ def _check_alpaca_py(receive: Callable[[bytes], list[Any]], frame: bytes, truth:
 
 @benchmark("decode", "Alpaca stock frames (10 trades / 10 quotes, JSON and msgpack) -> structs")
 def run(config: Config) -> Report:
-    report = Report(packages=("msgspec", "msgpack", "alpaca-py", "pydantic", "pydantic-core",
-                              "numpy"))
+    report = Report(
+        packages=("msgspec", "msgpack", "alpaca-py", "pydantic", "pydantic-core", "numpy")
+    )
     rng = np.random.default_rng(20240531)
     batches = {"trades": make_trades(rng), "quotes": make_quotes(rng)}
     stream = _alpaca_py_stream()
     alpaca_receive = _alpaca_py_receive(stream)
     lossy_type = list[LossyTrade | LossyQuote]
 
-    for encoding in ("msgpack", "json"):
+    encodings: tuple[Encoding, ...] = ("msgpack", "json")
+    for encoding in encodings:
         module: Any = msgspec.msgpack if encoding == "msgpack" else msgspec.json
         lossy = module.Decoder(lossy_type)
         for kind, truth in batches.items():
             frame = AlpacaEncoder("stocks", encoding).encode(truth)
-            tickd = AlpacaDecoder("stocks", encoding)  # type: ignore[arg-type]
+            tickd = AlpacaDecoder("stocks", encoding)
             _check_tickd(tickd, frame, truth)
             _check_lossy(lossy, frame, truth)
             candidates: dict[str, Callable[[], object]] = {
-                "tickd": lambda d=tickd, f=frame: d.decode(f, TS_RECV),
-                "msgspec lossy": lambda d=lossy, f=frame: d.decode(f),
+                "tickd": partial(tickd.decode, frame, TS_RECV),
+                "msgspec lossy": partial(lossy.decode, frame),
             }
             if encoding == "msgpack":
                 _check_alpaca_py(alpaca_receive, frame, truth)
-                candidates["alpaca-py"] = lambda f=frame: alpaca_receive(f)
+                candidates["alpaca-py"] = partial(alpaca_receive, frame)
             timings = compare(candidates, config, items=len(truth))
             label = f"{encoding} {kind} x{len(truth)} ({len(frame)} B)"
             if encoding == "msgpack":
-                report.versus(f"{label} tickd", timings["tickd"], "alpaca-py",
-                              timings["alpaca-py"], ALPACA_PY_TARGET)
-            report.versus(f"{label} tickd", timings["tickd"], "msgspec lossy",
-                          timings["msgspec lossy"], MSGSPEC_TARGET)
-            spread = max(t.spread for t in timings.values())
-            if spread > 0.10:
-                report.notes.append(f"{label}: noisy, IQR up to {spread:.0%} of the median")
+                report.versus(
+                    f"{label} tickd",
+                    timings["tickd"],
+                    "alpaca-py",
+                    timings["alpaca-py"],
+                    ALPACA_PY_TARGET,
+                )
+            report.versus(
+                f"{label} tickd",
+                timings["tickd"],
+                "msgspec lossy",
+                timings["msgspec lossy"],
+                MSGSPEC_TARGET,
+            )
+            noisy = [f"{n} {t.spread:.0%}" for n, t in timings.items() if t.spread > 0.10]
+            if noisy:
+                report.notes.append(f"{label}: noisy, IQR/median: {', '.join(noisy)}")
 
     report.notes += [
         "ns/msg = median over interleaved rounds of (time per frame / 10); ratio = median of the "

@@ -54,14 +54,14 @@ class Config:
     """How hard to measure. ``quick`` is the seconds-long CI smoke run."""
 
     quick: bool = False
-    rounds: int = 31
+    rounds: int = 41
     sample_ns: int = 30_000_000  # aim for one sample (one timed inner loop) of ~30 ms
 
     @classmethod
     def make(cls, quick: bool, rounds: int | None = None) -> Config:
         if quick:
             return cls(quick=True, rounds=rounds or 5, sample_ns=3_000_000)
-        return cls(quick=False, rounds=rounds or 31, sample_ns=30_000_000)
+        return cls(quick=False, rounds=rounds or 41, sample_ns=30_000_000)
 
 
 @dataclass(frozen=True)
@@ -298,11 +298,19 @@ def _git_revision() -> str | None:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root, capture_output=True, text=True, timeout=5, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=5, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -377,14 +385,22 @@ def format_table(name: str, report: Report, machine: Mapping[str, Any]) -> str:
     numeric = {1, 4, 5}
 
     def render(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i in numeric else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
-    rule = "|" + "|".join(
-        "-" * (w + 1) + ":" if i in numeric else "-" * (w + 2) for i, w in enumerate(widths)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (w + 1) + ":" if i in numeric else "-" * (w + 2) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     out = [f"benchmark: {name}", f"machine: {machine_line(machine)}", "", render(header), rule]
     out += [render(line) for line in lines]
     if report.notes:
@@ -393,8 +409,9 @@ def format_table(name: str, report: Report, machine: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_json(path: str | os.PathLike[str], name: str, report: Report,
-               machine: Mapping[str, Any]) -> None:
+def write_json(
+    path: str | os.PathLike[str], name: str, report: Report, machine: Mapping[str, Any]
+) -> None:
     document = {
         "benchmark": name,
         "machine": dict(machine),
@@ -404,8 +421,9 @@ def write_json(path: str | os.PathLike[str], name: str, report: Report,
     Path(path).write_text(json.dumps(document, indent=2) + "\n")
 
 
-def run(name: str, quick: bool = False, json_path: str | None = None,
-        rounds: int | None = None) -> Report:
+def run(
+    name: str, quick: bool = False, json_path: str | None = None, rounds: int | None = None
+) -> Report:
     """Run one registered benchmark, print its table, optionally write the JSON."""
     bench = REGISTRY[name]
     config = Config.make(quick, rounds)

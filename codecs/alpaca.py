@@ -2,10 +2,14 @@
 
 Every server frame is an array of objects tagged by ``T``. Decoding takes two routes:
 
-* fast: the whole frame in one msgspec call into a tagged union of private *wire* structs, which
-  subclass the public schema structs and differ only in the timestamp's type (RFC 3339 text, or the
-  msgpack timestamp extension). The timestamps are then converted to exact nanoseconds in place and
-  each struct's class is switched to its public parent (same layout, so this is one pointer write).
+* fast (stocks and crypto in JSON): one compiled pass rewrites the timestamps to integer
+  nanoseconds in place (:mod:`.fastpath`), then one msgspec call decodes the whole frame into the
+  public structs. No Python runs per message: ``ts_recv`` is stamped by the structs' default
+  factory (:func:`.schema.receiving`).
+* per frame in Python (msgpack; options; news): one msgspec call into private *wire* structs,
+  which subclass the public structs and differ only in the timestamp's type (text or the msgpack
+  timestamp extension); the timestamps are converted in place and each struct's class is switched
+  to its public parent (same layout: one pointer write).
 * careful: if anything in the frame is off (an unknown ``T``, a missing field, not JSON at all) the
   frame is split into raw messages and each is decoded on its own, so one bad message costs only
   itself. Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
@@ -17,14 +21,19 @@ import msgspec
 from msgspec import Struct, defstruct, field
 
 from .errors import CodecError, Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
+from .fastpath import rewrite_json_times
 from .schema import (
+    _RECEIVE_STAMP,
     Bar,
     CancelError,
     ChannelSets,
     Correction,
     CryptoBar,
+    CryptoDailyBar,
     CryptoQuote,
     CryptoTrade,
+    CryptoUpdatedBar,
+    DailyBar,
     Imbalance,
     Luld,
     News,
@@ -35,6 +44,7 @@ from .schema import (
     Success,
     Trade,
     TradingStatus,
+    UpdatedBar,
 )
 from .timestamps import _FRACTION_SCALE as _SCALE
 from .timestamps import (
@@ -65,12 +75,39 @@ Encoding: TypeAlias = Literal["json", "msgpack"]
 
 _Ext = msgspec.msgpack.Ext
 _MSGPACK_TIMESTAMP: Final = -1
-_BAR_TAGS: Final = {"b": "minute", "u": "updated", "d": "daily"}
-_BAR_KIND_TAG: Final = {kind: tag for tag, kind in _BAR_TAGS.items()}
+_STREAM_TYPES: Final[dict[str, tuple[type[Struct], ...]]] = {
+    "stocks": (
+        Trade,
+        Quote,
+        Bar,
+        UpdatedBar,
+        DailyBar,
+        Correction,
+        CancelError,
+        Luld,
+        TradingStatus,
+        Imbalance,
+    ),
+    "crypto": (
+        CryptoTrade,
+        CryptoQuote,
+        CryptoBar,
+        CryptoUpdatedBar,
+        CryptoDailyBar,
+        OrderbookUpdate,
+    ),
+    "options": (Trade, Quote),
+    "news": (News,),
+}
 
 
-def _wire(public: type[Struct], tag: str, time_type: Any, **overrides: Any) -> type[Struct]:
-    """A wire struct: ``public`` with a ``T`` tag and the timestamp kept as it arrives."""
+def _tag(cls: type[Struct]) -> str:
+    return cast(str, cls.__struct_config__.tag)
+
+
+def _wire(public: type[Struct], time_type: Any, **overrides: Any) -> type[Struct]:
+    """A wire struct: ``public`` with the timestamp kept as it arrives."""
+    tag = _tag(public)
     fields: list[tuple[str, Any, Any]] = [("ts_event", time_type, field(name="t"))]
     fields += [(name, tp, default) for name, (tp, default) in overrides.items()]
     return defstruct(
@@ -112,34 +149,12 @@ def _news_wire(time_type: Any) -> type[Struct]:
 
 
 def _wire_types(stream: Stream, time_type: Any) -> list[type[Struct]]:
-    if stream == "stocks":
-        return [
-            _wire(Trade, "t", time_type),
-            _wire(Quote, "q", time_type),
-            *(_wire(Bar, tag, time_type, kind=(str, kind)) for tag, kind in _BAR_TAGS.items()),
-            _wire(Correction, "c", time_type),
-            _wire(CancelError, "x", time_type),
-            _wire(Luld, "l", time_type),
-            _wire(TradingStatus, "s", time_type),
-            _wire(Imbalance, "i", time_type),
-        ]
-    if stream == "crypto":
-        return [
-            _wire(CryptoTrade, "t", time_type),
-            _wire(CryptoQuote, "q", time_type),
-            *(
-                _wire(CryptoBar, tag, time_type, kind=(str, kind))
-                for tag, kind in _BAR_TAGS.items()
-            ),
-            _wire(OrderbookUpdate, "o", time_type),
-        ]
+    if stream == "news":
+        return [_news_wire(time_type)]
     if stream == "options":
         # Options carry their condition as one string, not an array.
-        return [
-            _wire(Trade, "t", time_type, conditions=(str, "")),
-            _wire(Quote, "q", time_type, conditions=(str, "")),
-        ]
-    return [_news_wire(time_type)]
+        return [_wire(cls, time_type, conditions=(str, "")) for cls in _STREAM_TYPES[stream]]
+    return [_wire(cls, time_type) for cls in _STREAM_TYPES[stream]]
 
 
 _CONTROL: Final = (Success, StreamError, Subscription)
@@ -180,13 +195,32 @@ class AlpacaDecoder:
                 del self._public[w]
         self._encode_for_excerpt = module.encode
         self._to_ns = _text_to_ns if json_mode else _ext_to_ns
+        self._native: Any = None
+        if json_mode and stream in ("stocks", "crypto"):
+            native: Any = _union((*_STREAM_TYPES[stream], *_CONTROL))
+            self._native = module.Decoder(list[native])
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
+        stamp = _RECEIVE_STAMP
+        previous, stamp.ns = stamp.ns, ts_recv  # what ``receiving`` does, minus its overhead
+        try:
+            return self.stats.record(self._decode(frame, ts_recv))
+        finally:
+            stamp.ns = previous
+
+    def _decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int) -> Decoded:
+        if self._native is not None:
+            buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
+            rewrite_json_times(buffer)
+            try:
+                return Decoded(self._native.decode(buffer))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return self._decode_carefully(frame, ts_recv)
         try:
             messages = self._frame.decode(frame)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return self.stats.record(self._decode_carefully(frame, ts_recv))
+            return self._decode_carefully(frame, ts_recv)
         result = Decoded(messages)
         bad = (
             self._finish_json(messages, ts_recv)
@@ -195,7 +229,7 @@ class AlpacaDecoder:
         )
         if bad:
             self._drop_bad(result, bad, list(range(len(messages))))
-        return self.stats.record(result)
+        return result
 
     # -- the careful path ----------------------------------------------------------------------
 
@@ -268,27 +302,26 @@ class AlpacaDecoder:
             except (TimestampError, IndexError) as exc:
                 bad.append((position, f"bad timestamp t={text[:40]!r}: {exc}"))
                 continue
-            message.ts_recv = ts_recv
             message.__class__ = public
         return bad
 
     def _finish_msgpack(self, messages: list[Any], ts_recv: int) -> list[tuple[int, str]]:
-        public_of = self._public
+        public_of = self._public.get
+        from_bytes = int.from_bytes  # big-endian by default
         bad: list[tuple[int, str]] = []
         for position, message in enumerate(messages):
-            public = public_of.get(type(message))
+            public = public_of(type(message))
             if public is None:
                 if type(message) in self._special:
                     self._finish_special(messages, position, ts_recv, bad)
                 continue
             ext = message.ts_event
             data = ext.data
-            if ext.code == _MSGPACK_TIMESTAMP and len(data) == 8:
-                packed = int.from_bytes(data, "big")
+            if len(data) == 8 and ext.code == _MSGPACK_TIMESTAMP:
+                packed = from_bytes(data)
                 nanos = packed >> 34
                 if nanos < NS_PER_SECOND:
                     message.ts_event = (packed & 0x3_FFFF_FFFF) * NS_PER_SECOND + nanos
-                    message.ts_recv = ts_recv
                     message.__class__ = public
                     continue
             try:
@@ -296,7 +329,6 @@ class AlpacaDecoder:
             except TimestampError as exc:
                 bad.append((position, f"bad timestamp t: {exc}"))
                 continue
-            message.ts_recv = ts_recv
             message.__class__ = public
         return bad
 
@@ -313,7 +345,6 @@ class AlpacaDecoder:
     def _option(self, message: Any, ts_recv: int) -> Trade | Quote:
         message.ts_event = self._to_ns(message.ts_event)
         message.conditions = (message.conditions,) if message.conditions else ()
-        message.ts_recv = ts_recv
         message.__class__ = message._public
         return cast(Trade | Quote, message)
 
@@ -354,25 +385,7 @@ def _ext_to_ns(value: msgspec.msgpack.Ext) -> int:
 
 # --- encoding -----------------------------------------------------------------------------------
 
-_LOCAL_FIELDS: Final = frozenset({"ts_recv", "kind"})
-_TAGS: Final[dict[type, str]] = {
-    Trade: "t",
-    Quote: "q",
-    Correction: "c",
-    CancelError: "x",
-    Luld: "l",
-    TradingStatus: "s",
-    Imbalance: "i",
-    CryptoTrade: "t",
-    CryptoQuote: "q",
-    OrderbookUpdate: "o",
-}
-_STREAM_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "stocks": (Trade, Quote, Bar, Correction, CancelError, Luld, TradingStatus, Imbalance),
-    "crypto": (CryptoTrade, CryptoQuote, CryptoBar, OrderbookUpdate),
-    "options": (Trade, Quote),
-    "news": (News,),
-}
+_LOCAL_FIELDS: Final = frozenset({"ts_recv"})
 
 
 def _plan(cls: type[Struct]) -> list[tuple[str, str, Any]]:
@@ -421,8 +434,7 @@ class AlpacaEncoder:
             )
         if cls is News:
             return self._news(message)
-        tag = _BAR_KIND_TAG[message.kind] if cls in (Bar, CryptoBar) else _TAGS[cls]
-        wire: dict[str, Any] = {"T": tag}
+        wire: dict[str, Any] = {"T": _tag(cls)}
         for name, key, default in self._plans[cls]:
             value = getattr(message, name)
             if name == "ts_event":

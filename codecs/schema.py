@@ -11,12 +11,21 @@ Conventions (see DESIGN.md, "One schema"):
 * ``gc=False`` on structs that hold only scalars: they can never be part of a reference cycle, and
   a daemon allocating millions of them should not pay for the cycle collector.
 * Trading-stream money and quantities are ``Decimal`` (they arrive as decimal strings).
+* Market-data structs carry Alpaca's ``T`` tag, so a whole frame decodes in one msgspec call
+  (``Trade`` and ``CryptoTrade`` share ``"t"``: they live on different streams). Bar kinds are
+  subclasses (``UpdatedBar`` replaces the ``Bar`` with the same symbol and start).
+* ``ts_recv`` defaults to the receive stamp of the decode in progress (see :func:`receiving`), so
+  decoders stamp every message without a Python step per message; outside a decode it is 0.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from functools import partial
+from typing import ClassVar, Literal, TypeAlias
 
 from msgspec import Struct, field
 
@@ -31,8 +40,11 @@ __all__ = [
     "CompanyMetrics",
     "Correction",
     "CryptoBar",
+    "CryptoDailyBar",
     "CryptoQuote",
     "CryptoTrade",
+    "CryptoUpdatedBar",
+    "DailyBar",
     "Imbalance",
     "LegExecution",
     "Listening",
@@ -51,15 +63,41 @@ __all__ = [
     "Success",
     "Trade",
     "TradingStatus",
+    "UpdatedBar",
+    "receiving",
 ]
 
 BarKind: TypeAlias = Literal["minute", "updated", "daily"]
 
 
+class _ReceiveStamp(threading.local):
+    ns = 0  # class attribute: every thread starts at 0
+
+
+_RECEIVE_STAMP = _ReceiveStamp()
+# A C-level zero-argument callable (no Python frame per call) for msgspec's default_factory.
+_stamp = partial(getattr, _RECEIVE_STAMP, "ns")
+
+
+@contextmanager
+def receiving(ts_recv: int) -> Iterator[None]:
+    """Within the block, structs built without an explicit ``ts_recv`` get this one."""
+    previous = _RECEIVE_STAMP.ns
+    _RECEIVE_STAMP.ns = ts_recv
+    try:
+        yield
+    finally:
+        _RECEIVE_STAMP.ns = previous
+
+
+def _recv() -> int:
+    return field(default_factory=_stamp)  # type: ignore[no-any-return]
+
+
 # --- market data (Alpaca stocks / options / Finnhub equities) -------------------------------------
 
 
-class Trade(Struct, kw_only=True):
+class Trade(Struct, kw_only=True, tag_field="T", tag="t"):
     """An equity or option trade. ``size`` is whole shares/contracts."""
 
     symbol: str = field(name="S")
@@ -70,10 +108,10 @@ class Trade(Struct, kw_only=True):
     exchange: str = field(default="", name="x")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class Quote(Struct, kw_only=True):
+class Quote(Struct, kw_only=True, tag_field="T", tag="q"):
     """An equity or option NBBO/venue quote. Stock sizes are in round lots, as Alpaca sends them."""
 
     symbol: str = field(name="S")
@@ -86,14 +124,14 @@ class Quote(Struct, kw_only=True):
     ask_exchange: str = field(default="", name="ax")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class Bar(Struct, kw_only=True, gc=False):
+class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     """An equity OHLCV bar; ``ts_event`` is the start of the interval.
 
-    ``kind`` tells a minute bar from an updated one (replaces the bar with the same symbol and
-    start) and from the partial daily bar. ``trade_count``/``vwap`` are absent on old feeds.
+    ``kind`` (a class constant) tells it from :class:`UpdatedBar` and :class:`DailyBar`.
+    ``trade_count``/``vwap`` are absent on old feeds.
     """
 
     symbol: str = field(name="S")
@@ -105,11 +143,24 @@ class Bar(Struct, kw_only=True, gc=False):
     volume: int = field(name="v")
     trade_count: int | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    kind: BarKind = "minute"
-    ts_recv: int = 0
+    ts_recv: int = _recv()
+
+    kind: ClassVar[BarKind] = "minute"
 
 
-class Correction(Struct, kw_only=True):
+class UpdatedBar(Bar, tag="u"):
+    """A minute bar re-sent after late trades: replaces the bar with the same symbol and start."""
+
+    kind: ClassVar[BarKind] = "updated"
+
+
+class DailyBar(Bar, tag="d"):
+    """The day's bar so far (sent after each minute once the market is open)."""
+
+    kind: ClassVar[BarKind] = "daily"
+
+
+class Correction(Struct, kw_only=True, tag_field="T", tag="c"):
     """A correction of an earlier trade (match it by symbol, exchange and ``original_id``)."""
 
     symbol: str = field(name="S")
@@ -124,10 +175,10 @@ class Correction(Struct, kw_only=True):
     original_conditions: tuple[str, ...] = field(default=(), name="oc")
     corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class CancelError(Struct, kw_only=True, gc=False):
+class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
     """A trade cancelled (``action == "C"``) or marked in error (``"E"``)."""
 
     symbol: str = field(name="S")
@@ -138,10 +189,10 @@ class CancelError(Struct, kw_only=True, gc=False):
     size: int = field(name="s")
     action: str = field(name="a")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class Luld(Struct, kw_only=True, gc=False):
+class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
     """Limit-up/limit-down price band."""
 
     symbol: str = field(name="S")
@@ -150,10 +201,10 @@ class Luld(Struct, kw_only=True, gc=False):
     limit_down: float = field(name="d")
     indicator: str = field(name="i")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class TradingStatus(Struct, kw_only=True, gc=False):
+class TradingStatus(Struct, kw_only=True, gc=False, tag_field="T", tag="s"):
     """Halt / resume / pause. Codes are tape-specific strings, kept as sent."""
 
     symbol: str = field(name="S")
@@ -163,23 +214,23 @@ class TradingStatus(Struct, kw_only=True, gc=False):
     reason_code: str = field(default="", name="rc")
     reason_message: str = field(default="", name="rm")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class Imbalance(Struct, kw_only=True, gc=False):
+class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
     """Order imbalance (sent mostly around LULD halts)."""
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     price: float = field(name="p")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 # --- crypto -------------------------------------------------------------------------------------
 
 
-class CryptoTrade(Struct, kw_only=True, gc=False):
+class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     """A crypto (or other fractional-size) trade. ``taker_side`` is ``"B"``/``"S"`` when sent."""
 
     symbol: str = field(name="S")
@@ -189,10 +240,10 @@ class CryptoTrade(Struct, kw_only=True, gc=False):
     trade_id: int = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
     exchange: str = field(default="", name="x")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class CryptoQuote(Struct, kw_only=True, gc=False):
+class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     """A crypto quote: fractional sizes, no exchange, conditions or tape."""
 
     symbol: str = field(name="S")
@@ -201,10 +252,10 @@ class CryptoQuote(Struct, kw_only=True, gc=False):
     bid_size: float = field(name="bs")
     ask_price: float = field(name="ap")
     ask_size: float = field(name="as")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
-class CryptoBar(Struct, kw_only=True, gc=False):
+class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     """A crypto OHLCV bar. Fractional volume; prices fold in quote mid-points, so ``v`` may be 0."""
 
     symbol: str = field(name="S")
@@ -216,8 +267,21 @@ class CryptoBar(Struct, kw_only=True, gc=False):
     volume: float = field(name="v")
     trade_count: int | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    kind: BarKind = "minute"
-    ts_recv: int = 0
+    ts_recv: int = _recv()
+
+    kind: ClassVar[BarKind] = "minute"
+
+
+class CryptoUpdatedBar(CryptoBar, tag="u"):
+    """A crypto minute bar re-sent after late trades."""
+
+    kind: ClassVar[BarKind] = "updated"
+
+
+class CryptoDailyBar(CryptoBar, tag="d"):
+    """The crypto day's bar so far."""
+
+    kind: ClassVar[BarKind] = "daily"
 
 
 class BookLevel(Struct, gc=False, frozen=True):
@@ -227,7 +291,7 @@ class BookLevel(Struct, gc=False, frozen=True):
     size: float = field(name="s")
 
 
-class OrderbookUpdate(Struct, kw_only=True):
+class OrderbookUpdate(Struct, kw_only=True, tag_field="T", tag="o"):
     """Crypto order book: a full snapshot when ``reset`` is true, otherwise a delta."""
 
     symbol: str = field(name="S")
@@ -235,7 +299,7 @@ class OrderbookUpdate(Struct, kw_only=True):
     bids: tuple[BookLevel, ...] = field(default=(), name="b")
     asks: tuple[BookLevel, ...] = field(default=(), name="a")
     reset: bool = field(default=False, name="r")
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 # --- news and fundamentals ----------------------------------------------------------------------
@@ -261,7 +325,7 @@ class News(Struct, kw_only=True):
     source: str = ""
     category: str = ""
     image: str = ""
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 class MetricPoint(Struct, gc=False, frozen=True):
@@ -278,7 +342,7 @@ class CompanyMetrics(Struct, kw_only=True):
     metric_type: str = ""
     metrics: dict[str, float | str | None] = {}
     series: dict[str, dict[str, tuple[MetricPoint, ...]]] = {}
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 # --- orders (Alpaca trade_updates) --------------------------------------------------------------
@@ -352,7 +416,7 @@ class OrderUpdate(Struct, kw_only=True):
     ts_at: int | None = None
     position_qtys: dict[str, Decimal] | None = None
     leg_executions: tuple[LegExecution, ...] | None = None
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 # --- control messages ---------------------------------------------------------------------------
@@ -411,7 +475,7 @@ class Listening(Struct, frozen=True, kw_only=True):
 class Ping(Struct, gc=False, kw_only=True):
     """A keep-alive from the server (Finnhub ``{"type":"ping"}``); useful only as liveness."""
 
-    ts_recv: int = 0
+    ts_recv: int = _recv()
 
 
 class ApiError(Struct, gc=False, frozen=True, kw_only=True):
@@ -426,6 +490,8 @@ MarketData: TypeAlias = (
     Trade
     | Quote
     | Bar
+    | UpdatedBar
+    | DailyBar
     | Correction
     | CancelError
     | Luld
@@ -434,6 +500,8 @@ MarketData: TypeAlias = (
     | CryptoTrade
     | CryptoQuote
     | CryptoBar
+    | CryptoUpdatedBar
+    | CryptoDailyBar
     | OrderbookUpdate
 )
 Message: TypeAlias = (

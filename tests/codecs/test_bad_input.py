@@ -5,7 +5,7 @@ import pytest
 from tickd.codecs import alpaca, alpaca_trading, finnhub, newsapi
 from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder
 from tickd.codecs.errors import CodecError, DecodeError
-from tickd.codecs.schema import Bar, CryptoTrade, News, Quote, Trade
+from tickd.codecs.schema import CryptoTrade, DailyBar, News, Quote, Trade
 
 GOOD = (
     b'{"T":"t","S":"AAPL","i":628,"x":"K","p":162.92,"s":3,"c":["@"],"z":"C",'
@@ -108,7 +108,7 @@ def test_encoders_refuse_what_the_wire_cannot_carry() -> None:
 
 
 def test_encoders_leave_out_fields_at_their_default() -> None:
-    bar = Bar(symbol="SPY", ts_event=0, open=1, high=2, low=0.5, close=1.5, volume=10, kind="daily")
+    bar = DailyBar(symbol="SPY", ts_event=0, open=1, high=2, low=0.5, close=1.5, volume=10)
     assert AlpacaEncoder("stocks").encode([bar]) == (
         b'[{"T":"d","S":"SPY","t":"1970-01-01T00:00:00Z","o":1,"h":2,"l":0.5,"c":1.5,"v":10}]'
     )

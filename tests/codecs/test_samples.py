@@ -20,6 +20,7 @@ from tickd.codecs.schema import (
     CryptoBar,
     CryptoQuote,
     CryptoTrade,
+    DailyBar,
     Imbalance,
     Luld,
     News,
@@ -118,7 +119,7 @@ def test_each_stock_message_type_maps_to_its_struct() -> None:
     expected = {
         "alpaca_stock_quote.msg.json": Quote,
         "alpaca_stock_bar.msg.json": Bar,
-        "alpaca_stock_daily_bar.msg.json": Bar,
+        "alpaca_stock_daily_bar.msg.json": DailyBar,
         "alpaca_stock_trade_correction.msg.json": Correction,
         "alpaca_stock_trade_cancel.msg.json": CancelError,
         "alpaca_stock_luld.msg.json": Luld,
@@ -134,7 +135,8 @@ def test_bar_kinds_and_optional_fields() -> None:
     (daily,) = _decode_clean(
         "stocks", b"[" + (SAMPLES / "alpaca_stock_daily_bar.msg.json").read_bytes() + b"]"
     )
-    assert daily.kind == "daily" and daily.trade_count is None and daily.vwap is None
+    assert isinstance(daily, Bar) and daily.kind == "daily"
+    assert daily.trade_count is None and daily.vwap is None
     assert daily.volume == 749378 and isinstance(daily.volume, int)
     (minute,) = _decode_clean(
         "stocks", b"[" + (SAMPLES / "alpaca_stock_bar.msg.json").read_bytes() + b"]"

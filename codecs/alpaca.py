@@ -2,11 +2,12 @@
 
 Every server frame is an array of objects tagged by ``T``. Decoding takes two routes:
 
-* fast (stocks and crypto in JSON): one compiled pass rewrites the timestamps to integer
-  nanoseconds in place (:mod:`.fastpath`), then one msgspec call decodes the whole frame into the
-  public structs. No Python runs per message: ``ts_recv`` is stamped by the structs' default
-  factory (:func:`.schema.receiving`).
-* per frame in Python (msgpack; options; news): one msgspec call into private *wire* structs,
+* fast (stocks and crypto, JSON and msgpack): one compiled pass rewrites the timestamps to
+  integer nanoseconds in place (:mod:`.fastpath`), then one msgspec call decodes the whole frame
+  into the public structs. No Python runs per message: ``ts_recv`` is stamped by the structs'
+  default factory (:func:`.schema.receiving`).
+* per frame in Python (options, news, and any frame the fast pass leaves alone, e.g. a
+  timestamp in the 4-byte msgpack form): one msgspec call into private *wire* structs,
   which subclass the public structs and differ only in the timestamp's type (text or the msgpack
   timestamp extension); the timestamps are converted in place and each struct's class is switched
   to its public parent (same layout: one pointer write).
@@ -20,8 +21,16 @@ from typing import Any, Final, Literal, TypeAlias, cast
 import msgspec
 from msgspec import Struct, defstruct, field
 
-from .errors import CodecError, Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
-from .fastpath import rewrite_json_times
+from .errors import (
+    DECODE_ERRORS,
+    CodecError,
+    Decoded,
+    DecodeError,
+    DecodeStats,
+    UnknownMessage,
+    excerpt,
+)
+from .fastpath import rewrite_json_times, rewrite_msgpack_times
 from .schema import (
     _RECEIVE_STAMP,
     Bar,
@@ -196,30 +205,41 @@ class AlpacaDecoder:
         self._encode_for_excerpt = module.encode
         self._to_ns = _text_to_ns if json_mode else _ext_to_ns
         self._native: Any = None
-        if json_mode and stream in ("stocks", "crypto"):
+        if stream in ("stocks", "crypto"):
             native: Any = _union((*_STREAM_TYPES[stream], *_CONTROL))
             self._native = module.Decoder(list[native])
+        self._rewrite = rewrite_json_times if json_mode else rewrite_msgpack_times
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
         stamp = _RECEIVE_STAMP
         previous, stamp.ns = stamp.ns, ts_recv  # what ``receiving`` does, minus its overhead
         try:
+            if self._native is not None:  # the fast path, inline: it runs once per frame
+                buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
+                rewritten = self._rewrite(buffer)
+                try:
+                    messages = self._native.decode(buffer)
+                except DECODE_ERRORS:
+                    return self.stats.record(self._decode_carefully(frame, ts_recv))
+                # Every data message must owe its time to the rewrite (a number already on the
+                # wire is bad input); control messages come alone in their frame.
+                if rewritten != len(messages) and not (
+                    rewritten == 0 and len(messages) == 1 and type(messages[0]) in _CONTROL
+                ):
+                    return self.stats.record(self._decode_carefully(frame, ts_recv))
+                stats = self.stats
+                stats.frames += 1
+                stats.messages += len(messages)
+                return Decoded(messages)
             return self.stats.record(self._decode(frame, ts_recv))
         finally:
             stamp.ns = previous
 
     def _decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int) -> Decoded:
-        if self._native is not None:
-            buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
-            rewrite_json_times(buffer)
-            try:
-                return Decoded(self._native.decode(buffer))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return self._decode_carefully(frame, ts_recv)
         try:
             messages = self._frame.decode(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             return self._decode_carefully(frame, ts_recv)
         result = Decoded(messages)
         bad = (
@@ -237,14 +257,14 @@ class AlpacaDecoder:
         result = Decoded()
         try:
             raws = self._raws.decode(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             result.errors.append(self._error(f"frame is not an array: {exc}", frame))
             return result
         indices: list[int] = []
         for index, raw in enumerate(raws):
             try:
                 tag = self._head.decode(raw).T
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 result.errors.append(self._error(f"not a message object: {exc}", raw, index))
                 continue
             decoder = self._by_tag.get(tag)
@@ -253,7 +273,7 @@ class AlpacaDecoder:
                 continue
             try:
                 result.messages.append(decoder.decode(raw))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 result.errors.append(self._error(f"T={tag!r}: {exc}", raw, index))
                 continue
             indices.append(index)
@@ -517,7 +537,7 @@ def decode_client_message(
     """A client's message to a market-data stream, or the typed error the server should answer."""
     try:
         message: ClientMessage = _CLIENT_DECODERS[encoding].decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         return DecodeError(
             source=f"alpaca.client.{encoding}", reason=str(exc), excerpt=excerpt(data)
         )

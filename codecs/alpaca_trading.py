@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import Struct
 
-from .errors import Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
+from .errors import DECODE_ERRORS, Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
 from .schema import Authorization, LegExecution, Listening, Order, OrderUpdate, StreamError
 from .timestamps import TimestampError, format_rfc3339_ns, parse_rfc3339_ns
 
@@ -178,7 +178,7 @@ def _update(wire: _UpdateWire, ts_recv: int) -> OrderUpdate:
 
 
 _NULL: Final = msgspec.Raw(b"null")
-_Errors = (msgspec.DecodeError, msgspec.ValidationError, TimestampError)
+_Errors = (*DECODE_ERRORS, TimestampError)
 
 
 class TradingStreamDecoder:
@@ -339,7 +339,7 @@ def decode_client_message(data: bytes | str) -> TradingAuthRequest | ListenReque
         if wire.action == "listen":
             return msgspec.convert(body, ListenRequest)
         reason = f"unknown or incomplete action {wire.action!r}"
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         reason = str(exc)
     return DecodeError(source="alpaca.trading.client", reason=reason, excerpt=excerpt(data))
 

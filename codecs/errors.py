@@ -9,11 +9,28 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Final
 
+import msgspec
 from msgspec import Struct, field
 
-__all__ = ["EXCERPT_BYTES", "CodecError", "DecodeError", "DecodeStats", "Decoded", "UnknownMessage"]
+__all__ = [
+    "DECODE_ERRORS",
+    "EXCERPT_BYTES",
+    "CodecError",
+    "DecodeError",
+    "DecodeStats",
+    "Decoded",
+    "UnknownMessage",
+]
 
 EXCERPT_BYTES: Final = 160
+# What msgspec raises on bad input: its own errors, UnicodeDecodeError for invalid UTF-8 in a
+# string and RecursionError for nesting deeper than it recurses (msgspec 0.22 lets both through).
+DECODE_ERRORS: Final = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+)
 WHOLE_FRAME: Final = -1
 
 

@@ -148,3 +148,142 @@ def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
                 continue
         i += 1
     return rewritten
+
+
+@njit(cache=True, nogil=True)
+def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
+    """Skip one msgpack value (containers included) starting at ``pos``; -1 if truncated/bad."""
+    remaining = 1
+    while remaining > 0:
+        if pos >= n:
+            return -1
+        b = buf[pos]
+        remaining -= 1
+        if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
+            pos += 1
+        elif b <= 0x8F:
+            remaining += 2 * (b & 0x0F)
+            pos += 1
+        elif b <= 0x9F:
+            remaining += b & 0x0F
+            pos += 1
+        elif b <= 0xBF:
+            pos += 1 + (b & 0x1F)
+        elif b == 0xCC or b == 0xD0:
+            pos += 2
+        elif b == 0xCD or b == 0xD1:
+            pos += 3
+        elif b == 0xCE or b == 0xD2 or b == 0xCA:
+            pos += 5
+        elif b == 0xCF or b == 0xD3 or b == 0xCB:
+            pos += 9
+        elif b == 0xD4:
+            pos += 3
+        elif b == 0xD5:
+            pos += 4
+        elif b == 0xD6:
+            pos += 6
+        elif b == 0xD7:
+            pos += 10
+        elif b == 0xD8:
+            pos += 18
+        elif b == 0xC4 or b == 0xD9:
+            if pos + 1 >= n:
+                return -1
+            pos += 2 + buf[pos + 1]
+        elif b == 0xC5 or b == 0xDA:
+            if pos + 2 >= n:
+                return -1
+            pos += 3 + (buf[pos + 1] << 8 | buf[pos + 2])
+        elif b == 0xC7:
+            if pos + 1 >= n:
+                return -1
+            pos += 3 + buf[pos + 1]
+        elif b == 0xC8:
+            if pos + 2 >= n:
+                return -1
+            pos += 4 + (buf[pos + 1] << 8 | buf[pos + 2])
+        elif b == 0xDC or b == 0xDE:
+            if pos + 2 >= n:
+                return -1
+            count = buf[pos + 1] << 8 | buf[pos + 2]
+            remaining += count if b == 0xDC else 2 * count
+            pos += 3
+        else:  # 32-bit lengths/counts (C6, C9, DB, DD, DF) never occur in a market-data frame
+            return -1
+    return pos if pos <= n else -1
+
+
+@njit(cache=True, nogil=True)
+def rewrite_msgpack_times(buf) -> int:  # type: ignore[no-untyped-def]
+    """In a msgpack array of maps, rewrite each map's ``"t"`` timestamp (fixext8, type -1) into an
+    int64 of nanoseconds, in place and at equal length: ``a1 74 d7 ff <8>`` becomes
+    ``d9 01 74 d3 <8>`` (the key as str8 takes the byte the int64 marker needs). Returns the
+    number rewritten, or -1 when the frame is not an array of maps as expected."""
+    n = len(buf)
+    if n == 0:
+        return -1
+    b = buf[0]
+    if 0x90 <= b <= 0x9F:
+        items = b & 0x0F
+        pos = 1
+    elif b == 0xDC and n >= 3:
+        items = buf[1] << 8 | buf[2]
+        pos = 3
+    else:
+        return -1
+    rewritten = 0
+    for _ in range(items):
+        if pos >= n:
+            return -1
+        b = buf[pos]
+        if 0x80 <= b <= 0x8F:
+            pairs = b & 0x0F
+            pos += 1
+        elif b == 0xDE and pos + 2 < n:
+            pairs = buf[pos + 1] << 8 | buf[pos + 2]
+            pos += 3
+        else:
+            pos = _skip(buf, pos, n)
+            if pos < 0:
+                return -1
+            continue
+        for _ in range(pairs):
+            if (
+                pos + 11 < n
+                and buf[pos] == 0xA1
+                and buf[pos + 1] == _T
+                and buf[pos + 2] == 0xD7
+                and buf[pos + 3] == 0xFF
+            ):
+                packed = 0
+                for k in range(pos + 4, pos + 12):
+                    packed = packed << 8 | buf[k]
+                nanos = (packed >> 34) & 0x3FFFFFFF
+                seconds = packed & 0x3FFFFFFFF
+                if nanos < 1_000_000_000 and seconds <= 9_223_372_035:
+                    ns = seconds * 1_000_000_000 + nanos
+                    buf[pos] = 0xD9
+                    buf[pos + 1] = 1
+                    buf[pos + 2] = _T
+                    buf[pos + 3] = 0xD3
+                    for k in range(8):
+                        buf[pos + 11 - k] = (ns >> (8 * k)) & 0xFF
+                    rewritten += 1
+                pos += 12
+                continue
+            for _ in range(2):  # the key, then the value: short strings and scalars inline
+                if pos >= n:
+                    return -1
+                b = buf[pos]
+                if 0xA0 <= b <= 0xBF:
+                    pos += 1 + (b & 0x1F)
+                elif b == 0xCB or b == 0xCF or b == 0xD3:
+                    pos += 9
+                elif b <= 0x7F:
+                    pos += 1
+                else:
+                    pos = _skip(buf, pos, n)
+                    if pos < 0:
+                        return -1
+    return rewritten if pos <= n else -1

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import Struct
 
-from .errors import Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
+from .errors import DECODE_ERRORS, Decoded, DecodeError, DecodeStats, UnknownMessage, excerpt
 from .schema import (
     CompanyMetrics,
     CryptoTrade,
@@ -173,7 +173,7 @@ def _decode_items(
     for index, raw in enumerate(raws):
         try:
             result.messages.append(convert(decoder.decode(raw), ts_recv))
-        except (msgspec.DecodeError, msgspec.ValidationError, _ItemError) as exc:
+        except (*DECODE_ERRORS, _ItemError) as exc:
             result.errors.append(
                 DecodeError(
                     source=source, reason=f"{kind}: {exc}", excerpt=excerpt(raw), index=index
@@ -193,7 +193,7 @@ class FinnhubDecoder:
         result = Decoded()
         try:
             envelope = _ENVELOPE.decode(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             result.errors.append(
                 DecodeError(
                     source=self.source,
@@ -219,7 +219,7 @@ def decode_company_news(body: bytes | str, ts_recv: int = 0) -> Decoded:
     result = Decoded()
     try:
         raws = _RAW_LIST.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         result.errors.append(
             DecodeError(
                 source=SOURCE_REST,
@@ -240,7 +240,7 @@ def decode_basic_financials(body: bytes | str, ts_recv: int = 0) -> Decoded:
     result = Decoded()
     try:
         wire = _METRICS.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         result.errors.append(
             DecodeError(
                 source=SOURCE_REST, reason=f"basic financials: {exc}", excerpt=excerpt(body)
@@ -353,7 +353,7 @@ def decode_client_message(data: bytes | str) -> FinnhubRequest | DecodeError:
     """A client's message, or the typed error the (fake) server should answer."""
     try:
         return _REQUEST.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         return DecodeError(source="finnhub.client", reason=str(exc), excerpt=excerpt(data))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from .errors import Decoded, DecodeError, excerpt
+from .errors import DECODE_ERRORS, Decoded, DecodeError, excerpt
 from .schema import ApiError, News
 from .timestamps import TimestampError, format_rfc3339_ns, parse_rfc3339_ns
 
@@ -52,7 +52,7 @@ def decode_articles(body: bytes | str, ts_recv: int = 0) -> Decoded:
     result = Decoded()
     try:
         envelope = _BODY.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         result.errors.append(
             DecodeError(source=SOURCE, reason=f"not a NewsAPI body: {exc}", excerpt=excerpt(body))
         )
@@ -61,7 +61,7 @@ def decode_articles(body: bytes | str, ts_recv: int = 0) -> Decoded:
         result.messages.append(
             ApiError(
                 provider=SOURCE,
-                code=envelope.code or envelope.status,
+                code=envelope.status if envelope.code is None else envelope.code,
                 message=envelope.message or "",
             )
         )
@@ -70,7 +70,7 @@ def decode_articles(body: bytes | str, ts_recv: int = 0) -> Decoded:
         try:
             article = _ARTICLE.decode(raw)
             ts = parse_rfc3339_ns(article.publishedAt)
-        except (msgspec.DecodeError, msgspec.ValidationError, TimestampError) as exc:
+        except (*DECODE_ERRORS, TimestampError) as exc:
             result.errors.append(
                 DecodeError(
                     source=SOURCE, reason=f"article: {exc}", excerpt=excerpt(raw), index=index

@@ -60,7 +60,8 @@ def test_a_built_wheel_holds_the_package_and_imports(tmp_path: Path) -> None:
     check = run(
         sys.executable,
         "-c",
-        "import sys; sys.path.insert(0, sys.argv[1]); import tickd.codecs.alpaca as m; print(m.__file__)",
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import tickd.codecs.alpaca as m; print(m.__file__)",
         str(tmp_path / "site"),
         cwd=tmp_path,
     )

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tickd.codecs import schema
 from tickd.codecs.alpaca import AlpacaDecoder
-from tickd.codecs.errors import DecodeError, Decoded, UnknownMessage
+from tickd.codecs.errors import Decoded, DecodeError, UnknownMessage
 from tickd.codecs.synthetic import strategies as s
 
 FUZZ_EXAMPLES = int(os.environ.get("TICKD_FUZZ_EXAMPLES", "10000"))
@@ -59,16 +59,18 @@ def test_mangled_frames_give_only_typed_errors(source: str) -> None:
 def test_fast_path_equals_careful_path(stream: Any, encoding: Any) -> None:
     decoder = AlpacaDecoder(stream, encoding)
 
-    @settings(max_examples=2_000, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(st.one_of(s.frames(f"alpaca.{stream}.{encoding}"), s.mangled_frames(f"alpaca.{stream}.{encoding}")),
-           st.integers(0, 2**62))
+    source = f"alpaca.{stream}.{encoding}"
+
+    @settings(fuzz_settings, max_examples=2_000)
+    @given(st.one_of(s.frames(source), s.mangled_frames(source)), st.integers(0, 2**62))
     def check(data: bytes, ts_recv: int) -> None:
         fast = decoder.decode(data, ts_recv)
         with schema.receiving(ts_recv):
             careful = decoder._decode_carefully(data, ts_recv)
         assert fast.messages == careful.messages
-        assert [(e.index, e.reason) for e in fast.errors] == [(e.index, e.reason) for e in careful.errors]
+        assert [(e.index, e.reason) for e in fast.errors] == [
+            (e.index, e.reason) for e in careful.errors
+        ]
         assert fast.unknown == careful.unknown
 
     check()

@@ -59,7 +59,9 @@ def test_parse_rejects_with_a_typed_error(text: str) -> None:
 @given(st.integers(min_value=0, max_value=MAX_NS))
 def test_format_then_parse_round_trips(ns: int) -> None:
     text = format_rfc3339_ns(ns)
-    assert text.endswith("Z") and not text.endswith("0Z") or ns % 1_000_000_000 == 0
+    assert text.endswith("Z")
+    if ns % 1_000_000_000:
+        assert not text.endswith("0Z")  # trailing fraction zeros are dropped
     assert parse_rfc3339_ns(text) == ns
 
 

@@ -67,6 +67,8 @@ from .timestamps import (
 )
 
 __all__ = [
+    "CONTROL_TYPES",
+    "STREAM_TYPES",
     "AlpacaDecoder",
     "AlpacaEncoder",
     "AuthRequest",
@@ -84,7 +86,8 @@ Encoding: TypeAlias = Literal["json", "msgpack"]
 
 _Ext = msgspec.msgpack.Ext
 _MSGPACK_TIMESTAMP: Final = -1
-_STREAM_TYPES: Final[dict[str, tuple[type[Struct], ...]]] = {
+# The schema types each stream carries (the order is the decoding union's order).
+STREAM_TYPES: Final[dict[str, tuple[type[Struct], ...]]] = {
     "stocks": (
         Trade,
         Quote,
@@ -162,11 +165,11 @@ def _wire_types(stream: Stream, time_type: Any) -> list[type[Struct]]:
         return [_news_wire(time_type)]
     if stream == "options":
         # Options carry their condition as one string, not an array.
-        return [_wire(cls, time_type, conditions=(str, "")) for cls in _STREAM_TYPES[stream]]
-    return [_wire(cls, time_type) for cls in _STREAM_TYPES[stream]]
+        return [_wire(cls, time_type, conditions=(str, "")) for cls in STREAM_TYPES[stream]]
+    return [_wire(cls, time_type) for cls in STREAM_TYPES[stream]]
 
 
-_CONTROL: Final = (Success, StreamError, Subscription)
+CONTROL_TYPES: Final = (Success, StreamError, Subscription)
 
 
 class AlpacaDecoder:
@@ -188,11 +191,11 @@ class AlpacaDecoder:
         json_mode = encoding == "json"
         module = msgspec.json if json_mode else msgspec.msgpack
         wires = _wire_types(stream, str if json_mode else _Ext)
-        union: Any = _union((*wires, *_CONTROL))
+        union: Any = _union((*wires, *CONTROL_TYPES))
         self._frame = module.Decoder(list[union])
         self._raws = module.Decoder(list[msgspec.Raw])
         self._head = module.Decoder(_Head)
-        structs: tuple[type[Struct], ...] = (*wires, *_CONTROL)
+        structs: tuple[type[Struct], ...] = (*wires, *CONTROL_TYPES)
         self._by_tag = {cast(str, w.__struct_config__.tag): module.Decoder(w) for w in structs}
         self._public: dict[type, type] = {w: w._public for w in wires if hasattr(w, "_public")}
         self._special: dict[type, Any] = {}
@@ -206,7 +209,7 @@ class AlpacaDecoder:
         self._to_ns = _text_to_ns if json_mode else _ext_to_ns
         self._native: Any = None
         if stream in ("stocks", "crypto"):
-            native: Any = _union((*_STREAM_TYPES[stream], *_CONTROL))
+            native: Any = _union((*STREAM_TYPES[stream], *CONTROL_TYPES))
             self._native = module.Decoder(list[native])
         self._rewrite = rewrite_json_times if json_mode else rewrite_msgpack_times
 
@@ -225,7 +228,7 @@ class AlpacaDecoder:
                 # Every data message must owe its time to the rewrite (a number already on the
                 # wire is bad input); control messages come alone in their frame.
                 if rewritten != len(messages) and not (
-                    rewritten == 0 and len(messages) == 1 and type(messages[0]) in _CONTROL
+                    rewritten == 0 and len(messages) == 1 and type(messages[0]) in CONTROL_TYPES
                 ):
                     return self.stats.record(self._decode_carefully(frame, ts_recv))
                 stats = self.stats
@@ -425,14 +428,14 @@ class AlpacaEncoder:
     message does not carry."""
 
     def __init__(self, stream: Stream, encoding: Encoding = "json") -> None:
-        if stream not in _STREAM_TYPES:
+        if stream not in STREAM_TYPES:
             raise ValueError(f"unknown Alpaca stream {stream!r}")
         self.stream: Final = stream
         self.encoding: Final = encoding
         self.source: Final = f"alpaca.{stream}.{encoding}"
         self._json = encoding == "json"
         self._encode = msgspec.json.encode if self._json else msgspec.msgpack.encode
-        self._types = _STREAM_TYPES[stream]
+        self._types = STREAM_TYPES[stream]
         self._plans = {cls: _plan(cls) for cls in self._types if cls is not News}
 
     def encode(self, messages: Any) -> bytes:
@@ -441,7 +444,7 @@ class AlpacaEncoder:
 
     def to_wire(self, message: Any) -> Any:
         """The wire object (dict, or the control struct itself) for one message."""
-        if isinstance(message, _CONTROL):
+        if isinstance(message, CONTROL_TYPES):
             return message
         cls = type(message)
         if cls not in self._types:

@@ -17,37 +17,21 @@ from typing import Any, Final
 import msgspec
 
 from .. import alpaca_trading, finnhub, newsapi
-from ..alpaca import AlpacaEncoder, Encoding, Stream
+from ..alpaca import CONTROL_TYPES, STREAM_TYPES, AlpacaEncoder, Encoding, Stream
 from ..schema import (
     Authorization,
-    Bar,
-    CancelError,
     CompanyMetrics,
-    Correction,
-    CryptoBar,
-    CryptoDailyBar,
-    CryptoQuote,
     CryptoTrade,
-    CryptoUpdatedBar,
-    DailyBar,
-    Imbalance,
     Listening,
-    Luld,
     News,
-    OrderbookUpdate,
     OrderUpdate,
-    Quote,
-    StreamError,
     Subscription,
     Success,
     Trade,
-    TradingStatus,
-    UpdatedBar,
 )
 from .market import available_at
 
 __all__ = [
-    "ALPACA_STREAM_TYPES",
     "alpaca_frames",
     "alpaca_handshake",
     "alpaca_view",
@@ -66,33 +50,6 @@ __all__ = [
 NS_PER_MS: Final = 1_000_000
 NS_PER_SECOND: Final = 1_000_000_000
 
-ALPACA_STREAM_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "stocks": (
-        Trade,
-        Quote,
-        Bar,
-        UpdatedBar,
-        DailyBar,
-        Correction,
-        CancelError,
-        Luld,
-        TradingStatus,
-        Imbalance,
-    ),
-    "crypto": (
-        CryptoTrade,
-        CryptoQuote,
-        CryptoBar,
-        CryptoUpdatedBar,
-        CryptoDailyBar,
-        OrderbookUpdate,
-    ),
-    "options": (Trade, Quote),
-    "news": (News,),
-}
-_CONTROL: Final = (Success, StreamError, Subscription)
-
-
 @cache
 def _encoder(stream: Stream, encoding: Encoding) -> AlpacaEncoder:
     return AlpacaEncoder(stream, encoding)
@@ -107,7 +64,7 @@ def alpaca_view(events: Iterable[Any], stream: Stream) -> list[Any]:
     Other types are left out, so one mixed market feeds every stream; news is only Alpaca's own
     (``provider == "alpaca"``).
     """
-    types = ALPACA_STREAM_TYPES[stream] + _CONTROL
+    types = STREAM_TYPES[stream] + CONTROL_TYPES
     return [
         e for e in events if type(e) in types and (type(e) is not News or e.provider == "alpaca")
     ]
@@ -132,7 +89,7 @@ def alpaca_frames(
     pending: list[Any] = []
     first = 0
     for event in alpaca_view(events, stream):
-        if isinstance(event, _CONTROL):
+        if isinstance(event, CONTROL_TYPES):
             if pending:
                 frames.append(encode(pending))
                 pending = []

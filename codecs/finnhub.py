@@ -112,6 +112,8 @@ def _trade(wire: _TradeWire, ts_recv: int) -> Trade | CryptoTrade:
         return CryptoTrade(symbol=wire.s, ts_event=ts, price=wire.p, size=wire.v, ts_recv=ts_recv)
     if not wire.v.is_integer():
         raise _ItemError(f"fractional size {wire.v!r} for equity symbol {wire.s!r}")
+    if not 0 <= wire.v < 2**63:
+        raise _ItemError(f"size out of range: {wire.v!r}")
     return Trade(
         symbol=wire.s,
         ts_event=ts,

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
-from typing import ClassVar, Literal, TypeAlias
+from typing import Annotated, ClassVar, Literal, TypeAlias
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
 
 __all__ = [
     "ApiError",
@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 BarKind: TypeAlias = Literal["minute", "updated", "daily"]
+# Sizes, counts and ids fit int64 (what numpy and the kernels hold); bigger ones are bad input.
+Int64: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class _ReceiveStamp(threading.local):
@@ -103,8 +105,8 @@ class Trade(Struct, kw_only=True, tag_field="T", tag="t"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     price: float = field(name="p")
-    size: int = field(name="s")
-    trade_id: int = field(default=0, name="i")
+    size: Int64 = field(name="s")
+    trade_id: Int64 = field(default=0, name="i")
     exchange: str = field(default="", name="x")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
@@ -117,9 +119,9 @@ class Quote(Struct, kw_only=True, tag_field="T", tag="q"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     bid_price: float = field(name="bp")
-    bid_size: int = field(name="bs")
+    bid_size: Int64 = field(name="bs")
     ask_price: float = field(name="ap")
-    ask_size: int = field(name="as")
+    ask_size: Int64 = field(name="as")
     bid_exchange: str = field(default="", name="bx")
     ask_exchange: str = field(default="", name="ax")
     conditions: tuple[str, ...] = field(default=(), name="c")
@@ -140,8 +142,8 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     high: float = field(name="h")
     low: float = field(name="l")
     close: float = field(name="c")
-    volume: int = field(name="v")
-    trade_count: int | None = field(default=None, name="n")
+    volume: Int64 = field(name="v")
+    trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
     ts_recv: int = _recv()
 
@@ -166,12 +168,12 @@ class Correction(Struct, kw_only=True, tag_field="T", tag="c"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     exchange: str = field(name="x")
-    original_id: int = field(name="oi")
+    original_id: Int64 = field(name="oi")
     original_price: float = field(name="op")
-    original_size: int = field(name="os")
-    corrected_id: int = field(name="ci")
+    original_size: Int64 = field(name="os")
+    corrected_id: Int64 = field(name="ci")
     corrected_price: float = field(name="cp")
-    corrected_size: int = field(name="cs")
+    corrected_size: Int64 = field(name="cs")
     original_conditions: tuple[str, ...] = field(default=(), name="oc")
     corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
     tape: str = field(default="", name="z")
@@ -183,10 +185,10 @@ class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
-    trade_id: int = field(name="i")
+    trade_id: Int64 = field(name="i")
     exchange: str = field(name="x")
     price: float = field(name="p")
-    size: int = field(name="s")
+    size: Int64 = field(name="s")
     action: str = field(name="a")
     tape: str = field(default="", name="z")
     ts_recv: int = _recv()
@@ -237,7 +239,7 @@ class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     ts_event: int = field(name="t")
     price: float = field(name="p")
     size: float = field(name="s")
-    trade_id: int = field(default=0, name="i")
+    trade_id: Int64 = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
     exchange: str = field(default="", name="x")
     ts_recv: int = _recv()
@@ -265,7 +267,7 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     low: float = field(name="l")
     close: float = field(name="c")
     volume: float = field(name="v")
-    trade_count: int | None = field(default=None, name="n")
+    trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
     ts_recv: int = _recv()
 

@@ -2,17 +2,16 @@
 
 msgspec's own datetime decoding rounds to microseconds (``.999999999Z`` becomes the next second),
 so every codec keeps the wire text (or the msgpack extension bytes) and converts it here.
-Decoding a frame calls :func:`fix_rfc3339_fields` once: the whole-second prefix of a timestamp
-repeats across a frame, so it is parsed once and cached, and only the fraction is parsed per
-message.
+The Python decoding path caches whole seconds (:data:`_SECONDS`): the ``YYYY-MM-DDTHH:MM:SS``
+prefix repeats across a frame, so it is parsed once and only the fraction per message. The fast
+path does the same work compiled (:mod:`.fastpath`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 __all__ = [
     "NS_PER_SECOND",
@@ -60,7 +59,18 @@ def parse_rfc3339_ns(text: str) -> int:
         offset = offset_h * 3600 + offset_m * 60
         seconds += -offset if sign == "+" else offset
     nanos = int(fraction) * _FRACTION_SCALE[len(fraction)] if fraction else 0
-    return seconds * NS_PER_SECOND + nanos
+    return _in_range(seconds * NS_PER_SECOND + nanos, text)
+
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+def _in_range(ns: int, source: object) -> int:
+    """Nanoseconds must fit int64 (years 1677-2262), as numpy's datetime64[ns] does."""
+    if not _INT64_MIN <= ns <= _INT64_MAX:
+        raise TimestampError(f"timestamp outside the int64 nanosecond range: {source!r:.64}")
+    return ns
 
 
 def format_rfc3339_ns(ns: int) -> str:
@@ -95,31 +105,6 @@ class _SecondsCache(dict[str, int]):
 _SECONDS: Final = _SecondsCache()
 
 
-def fix_rfc3339_fields(messages: Iterable[Any], field: str = "ts_event") -> list[tuple[Any, str]]:
-    """Replace the RFC 3339 text in ``message.<field>`` with integer nanoseconds, in place.
-
-    Returns ``(message, reason)`` for every message whose timestamp is bad; those messages keep
-    their text and the caller must report and drop them. This is the per-message hot path of JSON
-    decoding, so the common shape (``...SS.fffffffffZ``) is handled inline.
-    """
-    seconds = _SECONDS.__getitem__
-    scale = _FRACTION_SCALE
-    bad: list[tuple[Any, str]] = []
-    for message in messages:
-        text = getattr(message, field)
-        fraction = text[20:-1]
-        try:
-            if text[-1] == "Z" and text[19] == "." and text.isascii() and fraction.isdigit():
-                value = seconds(text[:20]) + int(fraction) * scale[len(fraction)]
-            else:
-                value = parse_rfc3339_ns(text)
-        except (TimestampError, IndexError) as exc:
-            bad.append((message, f"bad timestamp {field}: {exc}"))
-            continue
-        setattr(message, field, value)
-    return bad
-
-
 def msgpack_ext_to_ns(data: bytes) -> int:
     """Decode the payload of a msgpack timestamp extension (type -1) to nanoseconds."""
     size = len(data)
@@ -135,7 +120,7 @@ def msgpack_ext_to_ns(data: bytes) -> int:
         raise TimestampError(f"msgpack timestamp payload of {size} bytes (want 4, 8 or 12)")
     if nanos >= NS_PER_SECOND:
         raise TimestampError(f"msgpack timestamp nanoseconds out of range: {nanos}")
-    return seconds * NS_PER_SECOND + nanos
+    return _in_range(seconds * NS_PER_SECOND + nanos, data.hex())
 
 
 def ns_to_msgpack_ext(ns: int) -> bytes:

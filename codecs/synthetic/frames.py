@@ -50,6 +50,7 @@ __all__ = [
 NS_PER_MS: Final = 1_000_000
 NS_PER_SECOND: Final = 1_000_000_000
 
+
 @cache
 def _encoder(stream: Stream, encoding: Encoding) -> AlpacaEncoder:
     return AlpacaEncoder(stream, encoding)

@@ -39,6 +39,8 @@ def test_an_unknown_type_is_kept_and_counted_and_its_neighbours_survive() -> Non
         (b'{"T":"t","S":"AAPL","p":"x","s":1,"t":"2023-04-06T11:54:26Z"}', "Expected `float`"),
         (b'{"T":"t","S":"AAPL","p":1.5,"s":1.5,"t":"2023-04-06T11:54:26Z"}', "Expected `int`"),
         (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"yesterday"}', "bad timestamp"),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":18446744073709551616,"t":"2023-04-06T11:54:26Z"}', "<="),
+        (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"2300-04-06T11:54:26Z"}', "int64"),
         (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"2023-02-30T11:54:26.5Z"}', "bad timestamp"),
         (b'{"T":"t","S":"AAPL","p":1.5,"s":1,"t":"2023-04-06T11:54:26.+5Z"}', "bad timestamp"),
         (b'{"S":"AAPL"}', "not a message object"),
@@ -155,17 +157,18 @@ def test_finnhub_bad_items_do_not_sink_the_frame() -> None:
         b'{"type":"trade","data":[{"p":1.5,"s":"AAPL","t":1575526691134,"v":100},'
         b'{"p":1.5,"s":"AAPL","t":1575526691134,"v":0.5},'
         b'{"p":1.5,"s":"AAPL","t":-5,"v":1},{"p":"x"},'
-        b'{"p":2.5,"s":"BINANCE:BTCUSDT","t":1575526691135,"v":0.25}]}'
+        b'{"p":2.5,"s":"BINANCE:BTCUSDT","t":1575526691135,"v":0.25},'
+        b'{"p":1.5,"s":"AAPL","t":1575526691134,"v":1e300}]}'
     )
     assert [type(m) for m in result.messages] == [Trade, CryptoTrade]
-    assert [e.index for e in result.errors] == [1, 2, 3]
+    assert [e.index for e in result.errors] == [1, 2, 3, 5]
     assert "fractional size" in result.errors[0].reason
     assert (
         decoder.decode(b'{"type":"error","msg":"Subscribing to too many symbols"}').messages[0].msg
     )
     assert decoder.decode(b'{"type":"mystery"}').unknown[0].type == "mystery"
     assert len(decoder.decode(b"<html>").errors) == 1
-    assert decoder.stats.errors == 4 and decoder.stats.unknown == 1
+    assert decoder.stats.errors == 5 and decoder.stats.unknown == 1
 
 
 def test_rest_bodies_that_are_wrong() -> None:

@@ -49,6 +49,8 @@ def test_parse_is_exact(text: str, ns: int) -> None:
         "2021-02-22T15:51:44+25:00",
         "2021-02-22T15:51:44.+12Z",
         "2021-02-22T15:51:44.١٢٣Z",
+        "2300-01-01T00:00:00Z",  # beyond int64 nanoseconds
+        "1600-01-01T00:00:00Z",
     ],
 )
 def test_parse_rejects_with_a_typed_error(text: str) -> None:

@@ -114,17 +114,29 @@ def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
     """Rewrite ``"t":"<RFC 3339 UTC>"`` keys to integer nanoseconds in place; return the count.
 
     ``buf`` is a bytearray (or writable uint8 array). The scan looks for the letter ``t`` first:
-    it is rare in market data, so the loop runs one predictable comparison per byte.
+    it is rare in market data, so most of the frame is skipped eight bytes at a time.
     """
     n = len(buf)
     rewritten = 0
     i = 2
-    while i < n - 4:
-        if buf[i] != _T:
-            i += 1
-            continue
+    end = n - 4  # room for the rest of ``"t":"``
+    while i < end:
+        # Eight bytes at a time while none is a 't': the common case, and branch-predictable.
+        while (
+            i + 8 <= end
+            and buf[i] != _T
+            and buf[i + 1] != _T
+            and buf[i + 2] != _T
+            and buf[i + 3] != _T
+            and buf[i + 4] != _T
+            and buf[i + 5] != _T
+            and buf[i + 6] != _T
+            and buf[i + 7] != _T
+        ):
+            i += 8
         if (
-            buf[i - 1] != _QUOTE
+            buf[i] != _T
+            or buf[i - 1] != _QUOTE
             or buf[i + 1] != _QUOTE
             or buf[i + 2] != _COLON
             or buf[i + 3] != _QUOTE
@@ -140,8 +152,8 @@ def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
         if close < limit:
             ns = _parse_utc(buf, start, close)
             if ns >= 0:
-                end = _write_int(buf, start - 1, ns)
-                for k in range(end, close + 1):
+                digits_end = _write_int(buf, start - 1, ns)
+                for k in range(digits_end, close + 1):
                     buf[k] = _SPACE
                 rewritten += 1
                 i = close + 1

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .fastpath import rewrite_json_times, rewrite_msgpack_times
 from .schema import (
-    _RECEIVE_STAMP,
+    RECEIVE_STAMP,
     Bar,
     CancelError,
     ChannelSets,
@@ -215,8 +215,7 @@ class AlpacaDecoder:
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
-        stamp = _RECEIVE_STAMP
-        previous, stamp.ns = stamp.ns, ts_recv  # what ``receiving`` does, minus its overhead
+        token = RECEIVE_STAMP.set(ts_recv)  # what ``receiving`` does, minus its overhead
         try:
             if self._native is not None:  # the fast path, inline: it runs once per frame
                 buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
@@ -237,7 +236,7 @@ class AlpacaDecoder:
                 return Decoded(messages)
             return self.stats.record(self._decode(frame, ts_recv))
         finally:
-            stamp.ns = previous
+            RECEIVE_STAMP.reset(token)
 
     def _decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int) -> Decoded:
         try:

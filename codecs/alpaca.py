@@ -55,10 +55,10 @@ from .schema import (
     TradingStatus,
     UpdatedBar,
 )
-from .timestamps import _FRACTION_SCALE as _SCALE
 from .timestamps import (
-    _SECONDS,
+    FRACTION_SCALE,
     NS_PER_SECOND,
+    SECONDS_CACHE,
     TimestampError,
     format_rfc3339_ns,
     msgpack_ext_to_ns,
@@ -305,8 +305,8 @@ class AlpacaDecoder:
 
     def _finish_json(self, messages: list[Any], ts_recv: int) -> list[tuple[int, str]]:
         public_of = self._public
-        seconds = _SECONDS.__getitem__
-        scale = _SCALE
+        seconds = SECONDS_CACHE.__getitem__
+        scale = FRACTION_SCALE
         bad: list[tuple[int, str]] = []
         for position, message in enumerate(messages):
             public = public_of.get(type(message))

@@ -76,7 +76,9 @@ def _parse_utc(src, start: int, end: int) -> int:  # type: ignore[no-untyped-def
     second = _digits(src, start + 17, 2)
     if year < 1970 or year > 2261 or month < 1 or month > 12 or day < 1:
         return -1
-    if day > _days_in_month(year, month) or hour > 23 or minute > 59 or second > 59:
+    if day > _days_in_month(year, month) or not (0 <= hour <= 23 and 0 <= minute <= 59):
+        return -1
+    if not 0 <= second <= 59:  # _digits gives -1 for a non-digit
         return -1
     nanos = 0
     if n > 20:

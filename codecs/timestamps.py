@@ -2,9 +2,9 @@
 
 msgspec's own datetime decoding rounds to microseconds (``.999999999Z`` becomes the next second),
 so every codec keeps the wire text (or the msgpack extension bytes) and converts it here.
-The Python decoding path caches whole seconds (:data:`_SECONDS`): the ``YYYY-MM-DDTHH:MM:SS``
-prefix repeats across a frame, so it is parsed once and only the fraction per message. The fast
-path does the same work compiled (:mod:`.fastpath`).
+The Python decoding path caches whole seconds (:data:`SECONDS_CACHE`): the
+``YYYY-MM-DDTHH:MM:SS`` prefix repeats across a frame, so it is parsed once and only the fraction
+per message. The fast path does the same work compiled (:mod:`.fastpath`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 __all__ = [
+    "FRACTION_SCALE",
     "NS_PER_SECOND",
+    "SECONDS_CACHE",
     "TimestampError",
     "format_rfc3339_ns",
     "msgpack_ext_to_ns",
@@ -32,7 +34,7 @@ _RFC3339: Final = re.compile(
     re.ASCII,
 )
 # Multiplier that turns a fraction of n digits into nanoseconds.
-_FRACTION_SCALE: Final = (0, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 10**2, 10, 1)
+FRACTION_SCALE: Final = (0, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 10**2, 10, 1)
 
 
 class TimestampError(ValueError):
@@ -58,7 +60,7 @@ def parse_rfc3339_ns(text: str) -> int:
             raise TimestampError(f"invalid UTC offset in {text[:64]!r}")
         offset = offset_h * 3600 + offset_m * 60
         seconds += -offset if sign == "+" else offset
-    nanos = int(fraction) * _FRACTION_SCALE[len(fraction)] if fraction else 0
+    nanos = int(fraction) * FRACTION_SCALE[len(fraction)] if fraction else 0
     return _in_range(seconds * NS_PER_SECOND + nanos, text)
 
 
@@ -102,7 +104,7 @@ class _SecondsCache(dict[str, int]):
         return value
 
 
-_SECONDS: Final = _SecondsCache()
+SECONDS_CACHE: Final = _SecondsCache()
 
 
 def msgpack_ext_to_ns(data: bytes) -> int:

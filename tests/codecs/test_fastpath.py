@@ -36,6 +36,12 @@ def test_json_timestamps_become_padded_integers() -> None:
         b'[{"t":"2021-02-22T15:51:45+01:00"}]',  # offsets go the careful way
         b'[{"t":"2021-02-30T15:51:45Z"}]',  # no such day
         b'[{"t":"2021-02-22T24:00:00Z"}]',
+        b'[{"t":"2021-02-22T1A:00:00Z"}]',  # a letter in each field
+        b'[{"t":"2021-02-22T10:0A:00Z"}]',
+        b'[{"t":"2021-02-22T10:00:0AZ"}]',
+        b'[{"t":"2021-0A-22T10:00:00Z"}]',
+        b'[{"t":"2021-02-2AT10:00:00Z"}]',
+        b'[{"t":"20A1-02-22T10:00:00Z"}]',
         b'[{"t":"1969-12-31T23:59:59Z"}]',  # negative: careful path
         b'[{"t":"2021-02-22T15:51:45.1234567890Z"}]',  # ten fraction digits
         b'[{"t":"2021-02-22T15:51:45.Z"}]',

@@ -86,6 +86,7 @@ Encoding: TypeAlias = Literal["json", "msgpack"]
 
 _Ext = msgspec.msgpack.Ext
 _MSGPACK_TIMESTAMP: Final = -1
+_BACKSLASH: Final = 0x5C
 # The schema types each stream carries (the order is the decoding union's order).
 STREAM_TYPES: Final[dict[str, tuple[type[Struct], ...]]] = {
     "stocks": (
@@ -212,6 +213,7 @@ class AlpacaDecoder:
             native: Any = _union((*STREAM_TYPES[stream], *CONTROL_TYPES))
             self._native = module.Decoder(list[native])
         self._rewrite = rewrite_json_times if json_mode else rewrite_msgpack_times
+        self._json = json_mode
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
@@ -219,7 +221,11 @@ class AlpacaDecoder:
         try:
             if self._native is not None:  # the fast path, inline: it runs once per frame
                 buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
-                rewritten = self._rewrite(buffer)
+                # JSON escapes could spell a key ``t`` the kernel cannot see: careful path.
+                if (self._json and _BACKSLASH in buffer) or (
+                    rewritten := self._rewrite(buffer)
+                ) < 0:
+                    return self.stats.record(self._decode_carefully(frame, ts_recv))
                 try:
                     messages = self._native.decode(buffer)
                 except DECODE_ERRORS:

@@ -23,6 +23,11 @@ _QUOTE, _COLON, _COMMA, _LBRACE, _SPACE, _T = 34, 58, 44, 123, 32, 116
 
 
 @njit(cache=True, nogil=True)
+def _is_space(c: int) -> bool:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+@njit(cache=True, nogil=True)
 def _digits(src, start: int, count: int) -> int:  # type: ignore[no-untyped-def]
     value = 0
     for k in range(start, start + count):
@@ -113,10 +118,13 @@ def _write_int(out, pos: int, value: int) -> int:  # type: ignore[no-untyped-def
 
 @njit(cache=True, nogil=True)
 def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
-    """Rewrite ``"t":"<RFC 3339 UTC>"`` keys to integer nanoseconds in place; return the count.
+    """Rewrite ``"t":"<RFC 3339 UTC>"`` keys to integer nanoseconds in place; return the count,
+    or -1 when some key ``t`` is in another form (spaces, a number, a bad timestamp).
 
-    ``buf`` is a bytearray (or writable uint8 array). The scan looks for the letter ``t`` first:
-    it is rare in market data, so most of the frame is skipped eight bytes at a time.
+    ``buf`` is a bytearray (or writable uint8 array) without escapes: the caller sends frames
+    holding a backslash the careful way (an escaped key can spell ``t`` unseen). The scan looks
+    for the letter ``t`` first: it is rare in market data, so most of the frame is skipped eight
+    bytes at a time.
     """
     n = len(buf)
     rewritten = 0
@@ -136,16 +144,23 @@ def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
             and buf[i + 7] != _T
         ):
             i += 8
-        if (
-            buf[i] != _T
-            or buf[i - 1] != _QUOTE
-            or buf[i + 1] != _QUOTE
-            or buf[i + 2] != _COLON
-            or buf[i + 3] != _QUOTE
-            or (buf[i - 2] != _LBRACE and buf[i - 2] != _COMMA)
-        ):
+        if buf[i] != _T or buf[i - 1] != _QUOTE or buf[i + 1] != _QUOTE:
             i += 1
             continue
+        # A string "t": is it a key (a ``{`` or ``,`` before it, a ``:`` after, spaces allowed)?
+        back = i - 2
+        while back > 0 and _is_space(buf[back]):
+            back -= 1
+        ahead = i + 2
+        while ahead < n and _is_space(buf[ahead]):
+            ahead += 1
+        if (buf[back] != _LBRACE and buf[back] != _COMMA) or ahead >= n or buf[ahead] != _COLON:
+            i += 1  # a value such as the trade tag "T":"t"
+            continue
+        # Every key "t" must be the plain form with a well-formed timestamp, or the frame goes the
+        # careful way: otherwise a number the wire put there would pass as nanoseconds.
+        if back != i - 2 or ahead != i + 2 or buf[i + 3] != _QUOTE:
+            return -1
         start = i + 4
         close = start
         limit = min(n, start + 31)
@@ -160,7 +175,7 @@ def rewrite_json_times(buf) -> int:  # type: ignore[no-untyped-def]
                 rewritten += 1
                 i = close + 1
                 continue
-        i += 1
+        return -1
     return rewritten
 
 
@@ -229,11 +244,34 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def _is_t_key(buf, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
+    """Is the string at ``pos`` the one-letter ``t``, in any of msgpack's str encodings?"""
+    b = buf[pos]
+    if b == 0xA1:
+        return pos + 1 < n and buf[pos + 1] == _T
+    if b == 0xD9:
+        return pos + 2 < n and buf[pos + 1] == 1 and buf[pos + 2] == _T
+    if b == 0xDA:
+        return pos + 3 < n and buf[pos + 1] == 0 and buf[pos + 2] == 1 and buf[pos + 3] == _T
+    if b == 0xDB:
+        return (
+            pos + 5 < n
+            and buf[pos + 1] == 0
+            and buf[pos + 2] == 0
+            and buf[pos + 3] == 0
+            and buf[pos + 4] == 1
+            and buf[pos + 5] == _T
+        )
+    return False
+
+
+@njit(cache=True, nogil=True)
 def rewrite_msgpack_times(buf) -> int:  # type: ignore[no-untyped-def]
     """In a msgpack array of maps, rewrite each map's ``"t"`` timestamp (fixext8, type -1) into an
     int64 of nanoseconds, in place and at equal length: ``a1 74 d7 ff <8>`` becomes
     ``d9 01 74 d3 <8>`` (the key as str8 takes the byte the int64 marker needs). Returns the
-    number rewritten, or -1 when the frame is not an array of maps as expected."""
+    number rewritten, or -1 when the frame is not an array of maps as expected or some key ``t``
+    holds anything else (the 4- and 12-byte forms, another type)."""
     n = len(buf)
     if n == 0:
         return -1
@@ -263,27 +301,33 @@ def rewrite_msgpack_times(buf) -> int:  # type: ignore[no-untyped-def]
                 return -1
             continue
         for _ in range(pairs):
-            if (
-                pos + 11 < n
-                and buf[pos] == 0xA1
-                and buf[pos + 1] == _T
-                and buf[pos + 2] == 0xD7
-                and buf[pos + 3] == 0xFF
-            ):
+            if pos >= n:
+                return -1
+            if _is_t_key(buf, pos, n):
+                # Every key "t" must hold the 8-byte timestamp form, or the frame goes the careful
+                # way: otherwise an integer the wire put there would pass as nanoseconds.
+                if not (
+                    pos + 11 < n
+                    and buf[pos] == 0xA1
+                    and buf[pos + 2] == 0xD7
+                    and buf[pos + 3] == 0xFF
+                ):
+                    return -1
                 packed = 0
                 for k in range(pos + 4, pos + 12):
                     packed = packed << 8 | buf[k]
                 nanos = (packed >> 34) & 0x3FFFFFFF
                 seconds = packed & 0x3FFFFFFFF
-                if nanos < 1_000_000_000 and seconds <= 9_223_372_035:
-                    ns = seconds * 1_000_000_000 + nanos
-                    buf[pos] = 0xD9
-                    buf[pos + 1] = 1
-                    buf[pos + 2] = _T
-                    buf[pos + 3] = 0xD3
-                    for k in range(8):
-                        buf[pos + 11 - k] = (ns >> (8 * k)) & 0xFF
-                    rewritten += 1
+                if nanos >= 1_000_000_000 or seconds > 9_223_372_035:
+                    return -1
+                ns = seconds * 1_000_000_000 + nanos
+                buf[pos] = 0xD9
+                buf[pos + 1] = 1
+                buf[pos + 2] = _T
+                buf[pos + 3] = 0xD3
+                for k in range(8):
+                    buf[pos + 11 - k] = (ns >> (8 * k)) & 0xFF
+                rewritten += 1
                 pos += 12
                 continue
             for _ in range(2):  # the key, then the value: short strings and scalars inline

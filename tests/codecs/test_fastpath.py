@@ -52,7 +52,25 @@ def test_json_timestamps_become_padded_integers() -> None:
     ],
 )
 def test_json_leaves_anything_else_alone(frame: bytes) -> None:
-    assert rewrite_json(frame) == (0, frame)
+    count, out = rewrite_json(frame)
+    assert count <= 0 and out == frame
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'[{"t":"2021-02-22T15:51:45Z","p":1,"t":5}]',  # a number a second key "t" brings
+        b'[{"t":"2021-02-22T15:51:45Z","p":1, "t" :5}]',
+        b'[{"t":"2021-02-22T15:51:45Z"},{"t":"never"}]',
+    ],
+)
+def test_json_refuses_frames_where_some_key_t_is_not_a_timestamp(frame: bytes) -> None:
+    assert rewrite_json_times(bytearray(frame)) == -1
+
+
+def test_values_spelled_t_are_not_keys() -> None:
+    frame = b'[{"T":"t","c":["t","@"],"t":"2021-02-22T15:51:45Z"}]'
+    assert rewrite_json(frame)[0] == 1
 
 
 @given(st.integers(0, 9_214_646_400 * 10**9 - 1))  # up to 2261-12-31
@@ -152,6 +170,17 @@ def test_a_truncated_msgpack_frame_stays_undecodable(cut: int) -> None:
     rewrite_msgpack_times(buf)
     with pytest.raises(msgspec.DecodeError):
         msgspec.msgpack.decode(buf)
+
+
+@pytest.mark.parametrize(
+    "key", [b"\xa1t", b"\xd9\x01t", b"\xda\x00\x01t", b"\xdb\x00\x00\x00\x01t"]
+)
+def test_msgpack_refuses_a_key_t_holding_anything_but_the_timestamp(key: bytes) -> None:
+    good = pack([{"t": Ext(-1, ns_to_msgpack_ext(5))}])
+    # the same map with a second key "t" (in any str encoding) holding the integer 5
+    frame = good[:1] + b"\x82" + good[2:] + key + b"\x05"
+    assert msgspec.msgpack.decode(frame)[0]["t"] == 5
+    assert rewrite_msgpack_times(bytearray(frame)) == -1
 
 
 def test_msgpack_frames_that_are_not_arrays_of_maps_are_refused() -> None:

@@ -16,6 +16,7 @@ Every server frame is an array of objects tagged by ``T``. Decoding takes two ro
   itself. Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
 """
 
+from collections.abc import Sequence
 from typing import Any, Final, Literal, TypeAlias, cast
 
 import msgspec
@@ -249,15 +250,7 @@ class AlpacaDecoder:
             messages = self._frame.decode(frame)
         except DECODE_ERRORS:
             return self._decode_carefully(frame, ts_recv)
-        result = Decoded(messages)
-        bad = (
-            self._finish_json(messages, ts_recv)
-            if self.encoding == "json"
-            else self._finish_msgpack(messages, ts_recv)
-        )
-        if bad:
-            self._drop_bad(result, bad, list(range(len(messages))))
-        return result
+        return self._finish(Decoded(messages), range(len(messages)), ts_recv)
 
     # -- the careful path ----------------------------------------------------------------------
 
@@ -285,16 +278,15 @@ class AlpacaDecoder:
                 result.errors.append(self._error(f"T={tag!r}: {exc}", raw, index))
                 continue
             indices.append(index)
-        bad = (
-            self._finish_json(result.messages, ts_recv)
-            if self.encoding == "json"
-            else self._finish_msgpack(result.messages, ts_recv)
-        )
-        if bad:
-            self._drop_bad(result, bad, indices)
-        return result
+        return self._finish(result, indices, ts_recv)
 
-    def _drop_bad(self, result: Decoded, bad: list[tuple[int, str]], indices: list[int]) -> None:
+    def _finish(self, result: Decoded, indices: Sequence[int], ts_recv: int) -> Decoded:
+        """Convert the decoded wire structs in place; move those with a bad timestamp to the
+        errors (``indices`` maps each message to its position in the frame)."""
+        finish = self._finish_json if self.encoding == "json" else self._finish_msgpack
+        bad = finish(result.messages, ts_recv)
+        if not bad:
+            return result
         drop = set()
         for position, reason in bad:
             drop.add(position)
@@ -303,6 +295,7 @@ class AlpacaDecoder:
             result.errors.append(self._error(reason, raw, indices[position]))
         result.messages = [m for i, m in enumerate(result.messages) if i not in drop]
         result.errors.sort(key=lambda e: e.index)
+        return result
 
     def _error(self, reason: str, data: Any, index: int = -1) -> DecodeError:
         return DecodeError(source=self.source, reason=reason, excerpt=excerpt(data), index=index)

@@ -41,6 +41,9 @@ def _sma(real, timeperiod, out):
 @step
 def sma_step(st, b, high, low, close, volume, session, out, o):
     # state: count, timeperiod, running total, ring[timeperiod]
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
     count = st[b] + 1.0
     st[b] = count
     n = int(st[b + 1])
@@ -60,8 +63,9 @@ def sma(real, timeperiod=30):
     """Simple moving average over ``timeperiod`` values; NaN for the first ``timeperiod - 1``."""
     bound = SMA.bind(timeperiod=timeperiod)
     x = inputs.series("real", real)
-    out = np.empty(x.shape[0])
-    _sma(x, bound["timeperiod"], out)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _sma(x[start:], bound["timeperiod"], out[start:])
     return out
 
 
@@ -105,6 +109,9 @@ def _ema(real, timeperiod, out):
 @step
 def ema_step(st, b, high, low, close, volume, session, out, o):
     # state: count, timeperiod, k, running total then the average
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
     count = st[b] + 1.0
     st[b] = count
     n = st[b + 1]
@@ -131,8 +138,9 @@ def ema(real, timeperiod=30):
     ``timeperiod`` values (TA-Lib's default); NaN for the first ``timeperiod - 1``."""
     bound = EMA.bind(timeperiod=timeperiod)
     x = inputs.series("real", real)
-    out = np.empty(x.shape[0])
-    _ema(x, bound["timeperiod"], out)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _ema(x[start:], bound["timeperiod"], out[start:])
     return out
 
 

@@ -50,3 +50,28 @@ def real(name: str, value: Any, low: float, high: float) -> float:
     if not low <= result <= high:
         raise ValueError(f"{name}: {result} is outside [{low}, {high}]")
     return result
+
+
+def valid_from(*arrays: Series) -> int:
+    """Index of the first row where every input is a number (the length if there is none).
+
+    TA-Lib's Python wrapper starts each computation there and leaves the rows before it NaN, so
+    leading NaN shift the warm-up rather than poisoning the output; streaming steps do the same by
+    ignoring updates until one whose inputs are all numbers. (For an input with no such row, TA-Lib
+    computes from the last row anyway; tickd returns all NaN, as streaming does.)
+    """
+    size = arrays[0].shape[0]
+    if size and not any(np.isnan(a[0]) for a in arrays):
+        return 0
+    ok = np.ones(size, dtype=bool)
+    for a in arrays:
+        ok &= ~np.isnan(a)
+    return int(ok.argmax()) if ok.any() else size
+
+
+def output(size: int, start: int, count: int = 1) -> tuple[Series, ...]:
+    """``count`` output arrays of ``size`` rows with the rows before ``start`` already NaN."""
+    outs = tuple(np.empty(size) for _ in range(count))
+    for out in outs:
+        out[:start] = np.nan
+    return outs

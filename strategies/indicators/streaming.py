@@ -60,4 +60,3 @@ class Stream:
     def reset(self) -> None:
         """Back to a fresh state."""
         self._bank.reset()
-

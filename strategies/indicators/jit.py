@@ -27,7 +27,7 @@ _OPTIONS: dict[str, Any] = {
 
 
 def kernel(func: F) -> F:
-    """Compile a batch kernel: arrays in, preallocated arrays out, no allocation of large outputs."""
+    """Compile a batch kernel: arrays in, preallocated arrays out, no large allocation inside."""
     return numba.njit(**_OPTIONS)(func)  # type: ignore[no-any-return]
 
 

@@ -1,4 +1,4 @@
-"""Volatility: STDDEV, BBANDS, TRANGE, ATR, NATR and rolling ZSCORE (TA-Lib's definitions and warm-up)."""
+"""Volatility: STDDEV, BBANDS, TRANGE, ATR, NATR and rolling ZSCORE (TA-Lib definitions)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -29,7 +28,7 @@ from tickd.strategies.indicators import (
 )
 from tickd.strategies.indicators import volume as volumes
 from tickd.strategies.indicators.catalog import EVENT_FIELDS, Indicator
-from tickd.strategies.indicators.jit import step
+from tickd.strategies.indicators.jit import compiled, step
 
 _MODULES = (averages, momentum, stochastic, directional, volatility, volumes)
 CATALOG: dict[str, Indicator] = {i.name: i for m in _MODULES for i in m.INDICATORS}
@@ -81,13 +80,7 @@ def _dispatch(kind, st, b, high, low, close, volume, session, out, o):
         volumes.dispatch(kind, st, b, high, low, close, volume, session, out, o)
 
 
-@numba.njit(
-    "void(float64[::1], float64[:, ::1])",
-    cache=True,
-    nogil=True,
-    fastmath={"contract"},
-    error_model="numpy",
-)
+@compiled("void(float64[::1], float64[:, ::1])")
 def _run(buf, events):
     n_specs = int(buf[_N_SPECS])
     n_symbols = buf[_N_SYMBOLS]

@@ -11,9 +11,10 @@ is not folded into a bar already emitted, it is counted per symbol in :attr:`Bar
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
+
+from tickd.strategies.indicators.jit import compiled, step
 
 #: Columns of an emitted bar, in order.
 BAR_FIELDS = ("symbol", "start", "open", "high", "low", "close", "volume", "vwap", "count")
@@ -29,7 +30,7 @@ _WIDTH = 10
 _NS = 1_000_000_000
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@step
 def _emit(buf, row, out, n):
     o = out + n * len(BAR_FIELDS)
     symbol = (row - int(buf[_STATE])) // _WIDTH
@@ -47,12 +48,7 @@ def _emit(buf, row, out, n):
     buf[row + _START] = np.nan
 
 
-@numba.njit(
-    "int64(float64[::1], int64[::1], float64[:, ::1])",
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-)
+@compiled("int64(float64[::1], int64[::1], float64[:, ::1])", fastmath=False)
 def _aggregate(buf, ts, trades):
     n_symbols = buf[_N_SYMBOLS]
     interval = int(buf[_INTERVAL])
@@ -103,7 +99,7 @@ def _aggregate(buf, ts, trades):
     return n
 
 
-@numba.njit("int64(float64[::1], int64)", cache=True, nogil=True, error_model="numpy")
+@compiled("int64(float64[::1], int64)", fastmath=False)
 def _flush(buf, now_ns):
     n_symbols = int(buf[_N_SYMBOLS])
     interval = buf[_INTERVAL]

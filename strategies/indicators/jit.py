@@ -4,16 +4,22 @@
 build does: with it the simple recurrences (EMA, Wilder smoothing) match TA-Lib bit for bit, and
 without it they differ in the last bit. No other fast-math flag is on: NaN must behave as in TA-Lib.
 
-Compiled code is cached on disk (``cache=True``); numba reads the directory from the
-``NUMBA_CACHE_DIR`` environment variable, which the systemd unit points at ``CacheDirectory=``.
-It must be set before this package is imported.
+Compiled code is cached on disk (``cache=True``) under ``$NUMBA_CACHE_DIR`` (the systemd unit
+points it at ``CacheDirectory=``), else ``$XDG_CACHE_HOME`` or ``~/.cache``, in a ``tickd-<digest>``
+folder. numba invalidates a cached function only when its own file changes, but the bank inlines
+steps from every kernel module: the digest of all the kernel sources in the folder name makes any
+change to any of them start from an empty cache instead of running stale machine code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numba
+import numba.core.config
 
 F = TypeVar("F")
 
@@ -26,9 +32,37 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
+def _sources_digest() -> str:
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where this version of the kernels keeps its compiled code."""
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numba"
+    )
+    return Path(base) / f"tickd-{_DIGEST}"
+
+
+_DIGEST = _sources_digest()
+
+
+def _compile(func: Any, *signature: str, **options: Any) -> Any:
+    # numba picks a function's cache folder when it is decorated: point it at ours just then.
+    saved = numba.core.config.CACHE_DIR
+    numba.core.config.CACHE_DIR = str(cache_dir())
+    try:
+        return numba.njit(*signature, **options)(func)
+    finally:
+        numba.core.config.CACHE_DIR = saved
+
+
 def kernel(func: F) -> F:
     """Compile a batch kernel: arrays in, preallocated arrays out, no large allocation inside."""
-    return numba.njit(**_OPTIONS)(func)  # type: ignore[no-any-return]
+    return _compile(func, **_OPTIONS)  # type: ignore[no-any-return]
 
 
 def step(func: F) -> F:
@@ -37,4 +71,10 @@ def step(func: F) -> F:
     Steps are inlined into their caller at numba's IR level: a plain call between two compiled
     functions goes through numba's status-returning ABI, which LLVM does not inline, and costs
     about 10 ns an indicator per event in the bank (5x the update itself)."""
-    return numba.njit(inline="always", **_OPTIONS)(func)  # type: ignore[no-any-return]
+    return _compile(func, inline="always", **_OPTIONS)  # type: ignore[no-any-return]
+
+
+def compiled(signature: str, **options: Any) -> Any:
+    """Eagerly compile an entry point called from Python with ``signature``: any other argument
+    types are a ``TypeError`` rather than a silent new compile."""
+    return lambda func: _compile(func, signature, **{**_OPTIONS, **options})

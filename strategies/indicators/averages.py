@@ -9,6 +9,9 @@ match it bit for bit.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
@@ -16,8 +19,31 @@ from tickd.strategies.indicators.jit import kernel, step
 
 K_SMA = 100
 K_EMA = 101
+K_WMA = 102
+K_DEMA = 103
+K_TEMA = 104
+K_KAMA = 105
 
 NAN = np.nan
+
+
+@intrinsic
+def unfused(typingctx, value):
+    """``value`` (a product) rounded on its own. The kernels compile with ``contract``, which
+    fuses a product into the next addition as TA-Lib's FMA build does; where TA-Lib's build has no
+    FMA (WMA is not compiled for FMA, and GCC leaves TEMA's final combination unfused), an LLVM
+    arithmetic fence keeps the product out of the fusion."""
+    if value != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fence = builder.module.declare_intrinsic(
+            "llvm.arithmetic.fence", [double], ir.FunctionType(double, [double])
+        )
+        return builder.call(fence, args)
+
+    return types.float64(types.float64), codegen
 
 
 # --- SMA -------------------------------------------------------------------------------------
@@ -107,6 +133,20 @@ def _ema(real, timeperiod, out):
 
 
 @step
+def ema_stage(st, s, v, m, n, k):
+    """One input ``v`` into an EMA whose state is ``st[s]``: the running sum of its first ``n``
+    inputs, then the average. ``m`` is the 0-based index of ``v`` among this EMA's inputs; NaN
+    until the EMA is seeded. Chained, it is TA-Lib's EMA of an EMA (DEMA, TEMA): each stage starts
+    at the first value of the previous one and is seeded with their average."""
+    if m < n - 1:
+        st[s] += v
+        return NAN
+    value = (st[s] + v) / n if m == n - 1 else ema_next(st[s], v, k)
+    st[s] = value
+    return value
+
+
+@step
 def ema_step(st, b, high, low, close, volume, session, out, o):
     # state: count, timeperiod, k, running total then the average
     if st[b] == 0.0 and np.isnan(close):
@@ -114,18 +154,7 @@ def ema_step(st, b, high, low, close, volume, session, out, o):
         return
     count = st[b] + 1.0
     st[b] = count
-    n = st[b + 1]
-    if count < n:
-        st[b + 3] += close
-        out[o] = NAN
-    elif count == n:
-        prev = (st[b + 3] + close) / n
-        st[b + 3] = prev
-        out[o] = prev
-    else:
-        prev = ema_next(st[b + 3], close, st[b + 2])
-        st[b + 3] = prev
-        out[o] = prev
+    out[o] = ema_stage(st, b + 3, close, count - 1.0, st[b + 1], st[b + 2])
 
 
 def _ema_init(state, base, timeperiod):
@@ -157,6 +186,407 @@ EMA = Indicator(
 )
 
 
+# --- WMA -------------------------------------------------------------------------------------
+# TA-Lib's WMA is built without FMA: its products are rounded before they are added.
+_RESCAN = 8  # TA-Lib rebuilds the running sums from the window every 8 * timeperiod values
+
+
+@step
+def _wma_sums(buf, first, count):
+    """Plain and weighted sums of ``buf[first:first + count]``, weights 1..count, oldest first
+    (TA-Lib's priming scan and its periodic rebuild)."""
+    period_sub = 0.0
+    period_sum = 0.0
+    for w in range(1, count + 1):
+        x = buf[first + w - 1]
+        period_sub += x
+        period_sum += unfused(x * w)
+    return period_sub, period_sum
+
+
+@kernel
+def _wma(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n - 1, size)] = NAN
+    if size < n:
+        return
+    if n == 1:
+        out[:] = real  # TA-Lib copies the input
+        return
+    divider = n * (n + 1.0) * 0.5
+    # period_sum holds each value of the window as many times as its weight and period_sub their
+    # plain sum, so subtracting period_sub moves every weight down by one
+    period_sub, period_sum = _wma_sums(real, 0, n - 1)
+    trailing = 0.0
+    countdown = _RESCAN * n
+    # views offset by n - 1 keep every index non-negative: numba then drops its wraparound code
+    ahead = real[n - 1 :]
+    dest = out[n - 1 :]
+    for j in range(size - n + 1):
+        countdown -= 1
+        if countdown == 0:
+            countdown = _RESCAN * n
+            period_sub, period_sum = _wma_sums(real, j, n)
+        else:
+            x = ahead[j]
+            period_sub += x
+            period_sub -= trailing
+            period_sum += unfused(x * n)
+        dest[j] = period_sum / divider
+        period_sum -= period_sub
+        trailing = real[j]
+
+
+@step
+def wma_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, plain sum, weighted sum, the window twice over ring[2 * timeperiod]
+    # (value j at j % timeperiod and at timeperiod + j % timeperiod: any window is contiguous)
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = int(st[b + 1])
+    if n == 1:
+        out[o] = close
+        return
+    i = int(count) - 1
+    ring = b + 4
+    slot = i % n
+    leaving = st[ring + slot]  # the value leaving the window; 0.0 for the first, as in TA-Lib
+    st[ring + slot] = close
+    st[ring + n + slot] = close
+    if i < n - 1:
+        st[b + 2] += close
+        st[b + 3] += unfused(close * count)
+        out[o] = NAN
+        return
+    if (i - n + 2) % (_RESCAN * n) == 0:
+        period_sub, period_sum = _wma_sums(st, ring + (slot + 1) % n, n)
+    else:
+        period_sub = st[b + 2] + close
+        period_sub -= leaving
+        period_sum = st[b + 3] + unfused(close * n)
+    out[o] = period_sum / (n * (n + 1.0) * 0.5)
+    st[b + 2] = period_sub
+    st[b + 3] = period_sum - period_sub
+
+
+def wma(real, timeperiod=30):
+    """Weighted moving average, weights 1..``timeperiod`` (newest heaviest); NaN for the first
+    ``timeperiod - 1``."""
+    bound = WMA.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _wma(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+WMA = Indicator(
+    name="wma",
+    kind=K_WMA,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(low=1),),
+    batch=wma,
+    lookback=lambda timeperiod: timeperiod - 1,
+    width=lambda timeperiod: 4 + 2 * timeperiod,
+)
+
+
+# --- DEMA and TEMA ---------------------------------------------------------------------------
+# EMA of EMA as TA-Lib computes it: each EMA seeded with the average of the first ``timeperiod``
+# values of the one before, all advanced together in one pass. Period 1 copies the input.
+
+
+@kernel
+def _dema(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    lookback = 2 * (n - 1)
+    out[: min(lookback, size)] = NAN
+    if size <= lookback:
+        return
+    if n == 1:
+        out[:] = real
+        return
+    k = 2.0 / (n + 1)
+    total = 0.0
+    for i in range(n):
+        total += real[i]
+    e1 = total / n
+    total = 0.0
+    total += e1
+    for i in range(n, lookback + 1):
+        e1 = ema_next(e1, real[i], k)
+        total += e1
+    e2 = total / n
+    out[lookback] = 2.0 * e1 - e2
+    for i in range(lookback + 1, size):
+        e1 = ema_next(e1, real[i], k)
+        e2 = ema_next(e2, e1, k)
+        out[i] = 2.0 * e1 - e2
+
+
+@step
+def dema_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, k, then for each EMA its running total then its average
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = st[b + 1]
+    k = st[b + 2]
+    m = count - 1.0
+    if n == 1.0:
+        out[o] = close
+        return
+    e1 = ema_stage(st, b + 3, close, m, n, k)
+    out[o] = NAN
+    if m >= n - 1.0:
+        e2 = ema_stage(st, b + 4, e1, m - (n - 1.0), n, k)
+        out[o] = 2.0 * e1 - e2
+
+
+def dema(real, timeperiod=30):
+    """Double EMA, 2 EMA - EMA(EMA); NaN for the first ``2 * (timeperiod - 1)``."""
+    bound = DEMA.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _dema(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+DEMA = Indicator(
+    name="dema",
+    kind=K_DEMA,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(low=1),),
+    batch=dema,
+    lookback=lambda timeperiod: 2 * (timeperiod - 1),
+    width=lambda timeperiod: 5,
+    init=_ema_init,
+)
+
+
+@step
+def _tema_value(e1, e2, e3):
+    """3 EMA - 3 EMA(EMA) + EMA(EMA(EMA)), grouped and rounded as TA-Lib's build computes it."""
+    return e3 + (unfused(3.0 * e1) - unfused(3.0 * e2))
+
+
+@kernel
+def _tema(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    lookback = 3 * (n - 1)
+    out[: min(lookback, size)] = NAN
+    if size <= lookback:
+        return
+    if n == 1:
+        out[:] = real
+        return
+    k = 2.0 / (n + 1)
+    total = 0.0
+    for i in range(n):
+        total += real[i]
+    e1 = total / n
+    total = 0.0
+    total += e1
+    for i in range(n, 2 * n - 1):
+        e1 = ema_next(e1, real[i], k)
+        total += e1
+    e2 = total / n
+    total = 0.0
+    total += e2
+    for i in range(2 * n - 1, lookback + 1):
+        e1 = ema_next(e1, real[i], k)
+        e2 = ema_next(e2, e1, k)
+        total += e2
+    e3 = total / n
+    out[lookback] = _tema_value(e1, e2, e3)
+    for i in range(lookback + 1, size):
+        e1 = ema_next(e1, real[i], k)
+        e2 = ema_next(e2, e1, k)
+        e3 = ema_next(e3, e2, k)
+        out[i] = _tema_value(e1, e2, e3)
+
+
+@step
+def tema_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, k, then for each EMA its running total then its average
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = st[b + 1]
+    k = st[b + 2]
+    m = count - 1.0
+    if n == 1.0:
+        out[o] = close
+        return
+    e1 = ema_stage(st, b + 3, close, m, n, k)
+    out[o] = NAN
+    if m >= n - 1.0:
+        e2 = ema_stage(st, b + 4, e1, m - (n - 1.0), n, k)
+        if m >= 2.0 * (n - 1.0):
+            e3 = ema_stage(st, b + 5, e2, m - 2.0 * (n - 1.0), n, k)
+            out[o] = _tema_value(e1, e2, e3)
+
+
+def tema(real, timeperiod=30):
+    """Triple EMA, 3 EMA - 3 EMA(EMA) + EMA(EMA(EMA)); NaN for the first
+    ``3 * (timeperiod - 1)``."""
+    bound = TEMA.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _tema(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+TEMA = Indicator(
+    name="tema",
+    kind=K_TEMA,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(low=1),),
+    batch=tema,
+    lookback=lambda timeperiod: 3 * (timeperiod - 1),
+    width=lambda timeperiod: 6,
+    init=_ema_init,
+)
+
+
+# --- KAMA ------------------------------------------------------------------------------------
+# As TA-Lib's installed build computes it (newer than ta_KAMA.c): the efficiency ratio is 1 when
+# the path is not positive and is capped at 1, and once the last ``timeperiod`` 1-bar moves are
+# all exactly 0 the running path is reset to 0 rather than left with its rounding residue.
+_SLOW = 2.0 / (30.0 + 1.0)  # TA-Lib's fixed slow and fast EMA factors
+_FAST_MINUS_SLOW = 2.0 / (2.0 + 1.0) - _SLOW
+
+
+@step
+def _kama_factor(change, path):
+    """The EMA factor: the efficiency ratio ``|change| / path`` (net move over the window against
+    the sum of its 1-bar moves) placed between the slow and the fast factor, squared."""
+    if path <= 0.0 or change >= path:
+        ratio = 1.0
+    else:
+        ratio = abs(change / path)
+        ratio = 1.0 if ratio > 1.0 else ratio
+    factor = ratio * _FAST_MINUS_SLOW + _SLOW
+    return factor * factor
+
+
+@kernel
+def _kama(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    lookback = n if n > 1 else 0
+    out[: min(lookback, size)] = NAN
+    if size <= lookback:
+        return
+    if n == 1:
+        out[:] = real  # TA-Lib copies the input
+        return
+    path = 0.0
+    flat = 0  # how many of the latest 1-bar moves are exactly 0
+    for i in range(1, n + 1):
+        move = real[i] - real[i - 1]
+        path += abs(move)
+        flat = flat + 1 if move == 0.0 else 0
+    value = ema_next(real[n - 1], real[n], _kama_factor(real[n] - real[0], path))
+    out[n] = value
+    # views offset by n keep every index non-negative: numba then drops its wraparound code
+    ahead = real[n:]
+    dest = out[n:]
+    last = ahead[0]
+    old = real[0]
+    for j in range(1, size - n):
+        x = ahead[j]
+        trailing = real[j]
+        move = x - last
+        flat = min(flat + 1, n) if move == 0.0 else 0
+        if flat == n:
+            path = 0.0
+        else:
+            path -= abs(old - trailing)
+            path += abs(move)
+        value = ema_next(value, x, _kama_factor(x - trailing, path))
+        dest[j] = value
+        last = x
+        old = trailing
+
+
+@step
+def kama_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, path, KAMA, flat moves, ring[timeperiod + 1] of inputs
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = int(st[b + 1])
+    if n == 1:
+        out[o] = close
+        return
+    ring = b + 5
+    size = n + 1
+    i = int(count) - 1
+    out[o] = NAN
+    if i > 0:
+        last = st[ring + (i - 1) % size]
+        trailing = st[ring + (i + 1) % size]  # the input n bars back
+        move = close - last
+        flat = min(st[b + 4] + 1.0, n) if move == 0.0 else 0.0
+        st[b + 4] = flat
+        if i <= n:
+            path = st[b + 2] + abs(move)
+            if i == n:  # the first value starts from the previous input
+                st[b + 3] = ema_next(last, close, _kama_factor(close - trailing, path))
+                out[o] = st[b + 3]
+        else:
+            if flat == n:
+                path = 0.0
+            else:
+                path = st[b + 2] - abs(st[ring + i % size] - trailing)
+                path += abs(move)
+            st[b + 3] = ema_next(st[b + 3], close, _kama_factor(close - trailing, path))
+            out[o] = st[b + 3]
+        st[b + 2] = path
+    st[ring + i % size] = close
+
+
+def kama(real, timeperiod=30):
+    """Kaufman adaptive moving average, TA-Lib's (EMA factors 2/3 fast, 2/31 slow, no unstable
+    period); NaN for the first ``timeperiod`` (none for ``timeperiod=1``: a copy of the input)."""
+    bound = KAMA.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _kama(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+KAMA = Indicator(
+    name="kama",
+    kind=K_KAMA,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(low=1),),
+    batch=kama,
+    lookback=lambda timeperiod: timeperiod if timeperiod > 1 else 0,
+    width=lambda timeperiod: 6 + timeperiod,
+)
+
+
 # --- bank dispatch ---------------------------------------------------------------------------
 @step
 def dispatch(kind, st, b, high, low, close, volume, session, out, o):
@@ -165,9 +595,17 @@ def dispatch(kind, st, b, high, low, close, volume, session, out, o):
         sma_step(st, b, high, low, close, volume, session, out, o)
     elif kind == K_EMA:
         ema_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_WMA:
+        wma_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_DEMA:
+        dema_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_TEMA:
+        tema_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_KAMA:
+        kama_step(st, b, high, low, close, volume, session, out, o)
     else:
         return False
     return True
 
 
-INDICATORS = (SMA, EMA)
+INDICATORS = (SMA, EMA, WMA, DEMA, TEMA, KAMA)

@@ -51,6 +51,9 @@ def unfused(typingctx, value):
 def _sma(real, timeperiod, out):
     n = timeperiod
     size = real.shape[0]
+    if n == 1:  # TA-Lib returns the input unchanged
+        out[:] = real
+        return
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
@@ -66,22 +69,27 @@ def _sma(real, timeperiod, out):
 
 @step
 def sma_step(st, b, high, low, close, volume, session, out, o):
-    # state: count, timeperiod, running total, ring[timeperiod]
+    # state: count, timeperiod, running total, ring position, ring[timeperiod]
     if st[b] == 0.0 and np.isnan(close):
         out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
         return
     count = st[b] + 1.0
     st[b] = count
-    n = int(st[b + 1])
-    ring = b + 3
-    pos = int(count - 1.0) % n
+    n = st[b + 1]
+    if n == 1.0:
+        out[o] = close
+        return
+    ring = b + 4
+    pos = int(st[b + 3])
     st[ring + pos] = close
+    pos = 0 if pos + 1 == n else pos + 1  # now the oldest value in the window
+    st[b + 3] = pos
     if count < n:
         st[b + 2] += close
         out[o] = NAN
         return
     value = st[b + 2] + close
-    st[b + 2] = value - st[ring + int(count) % n]
+    st[b + 2] = value - st[ring + pos]
     out[o] = value / n
 
 
@@ -100,10 +108,10 @@ SMA = Indicator(
     kind=K_SMA,
     inputs=("close",),
     outputs=("real",),
-    params=(period(),),
+    params=(period(low=1),),
     batch=sma,
     lookback=lambda timeperiod: timeperiod - 1,
-    width=lambda timeperiod: 3 + timeperiod,
+    width=lambda timeperiod: 4 + timeperiod,
 )
 
 
@@ -118,6 +126,9 @@ def ema_next(prev, x, k):
 def _ema(real, timeperiod, out):
     n = timeperiod
     size = real.shape[0]
+    if n == 1:  # TA-Lib returns the input unchanged
+        out[:] = real
+        return
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
@@ -154,6 +165,9 @@ def ema_step(st, b, high, low, close, volume, session, out, o):
         return
     count = st[b] + 1.0
     st[b] = count
+    if st[b + 1] == 1.0:
+        out[o] = close
+        return
     out[o] = ema_stage(st, b + 3, close, count - 1.0, st[b + 1], st[b + 2])
 
 
@@ -178,7 +192,7 @@ EMA = Indicator(
     kind=K_EMA,
     inputs=("close",),
     outputs=("real",),
-    params=(period(),),
+    params=(period(low=1),),
     batch=ema,
     lookback=lambda timeperiod: timeperiod - 1,
     width=lambda timeperiod: 4,

@@ -1,14 +1,316 @@
-"""Directional movement: ADX, PLUS_DI, MINUS_DI (TA-Lib's definitions and warm-up)."""
+"""Directional movement: ADX, PLUS_DI, MINUS_DI (TA-Lib's definitions and warm-up).
+
+Wilder's smoothing is seeded with the sum of the first ``timeperiod - 1`` one-bar values and then
+``x - x / timeperiod + x1``, in TA-Lib's order. As in the TA-Lib build the ``ta-lib`` wheel
+bundles (read from its machine code): a DI is 0 unless the smoothed true range is > 0 (so a NaN
+range gives 0), ADX skips a bar whose true range is not > 0 or whose DI sum is zero within 1e-14,
+and no product is fused into an add (see :func:`.stochastic.unfused`).
+"""
 
 from __future__ import annotations
 
-from tickd.strategies.indicators.jit import step
+import numpy as np
+
+from tickd.strategies.indicators import inputs
+from tickd.strategies.indicators.catalog import Indicator, period
+from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.stochastic import price_series, skip_leading_nan, unfused
+
+K_ADX = 400
+K_PLUS_DI = 401
+K_MINUS_DI = 402
+
+NAN = np.nan
+
+
+# --- shared maths ----------------------------------------------------------------------------
+@step
+def directional_movement(high, low, prev_high, prev_low):
+    """One bar's (+DM, -DM): the larger move outside the previous bar's range if it is positive,
+    the other 0 (both 0 on a tie or NaN)."""
+    up = high - prev_high
+    down = prev_low - low
+    plus = up if up > 0.0 and up > down else 0.0
+    minus = down if down > 0.0 and up < down else 0.0
+    return plus, minus
 
 
 @step
+def true_range(high, low, prev_close):
+    """The largest of high - low, |high - prev_close| and |low - prev_close|, compared in
+    TA-Lib's order (a NaN high - low stays NaN)."""
+    tr = high - low
+    x = abs(high - prev_close)
+    if x > tr:
+        tr = x
+    x = abs(low - prev_close)
+    if x > tr:
+        tr = x
+    return tr
+
+
+@step
+def wilder(prev, x, n):
+    """Wilder's smoothing of a running sum over ``n`` bars."""
+    return prev - prev / n + x
+
+
+@step
+def directional_index(dm, tr):
+    """A smoothed DI in percent, 0 unless the smoothed true range is > 0."""
+    return 100.0 * (dm / tr) if tr > 0.0 else 0.0
+
+
+@step
+def directional_index_1(dm1, tr1):
+    """TA-Lib's DI for a period of 1: the ratio (not in percent), 0 without movement or range."""
+    return dm1 / tr1 if dm1 > 0.0 and not tr1 <= 0.0 else 0.0
+
+
+@step
+def dx(plus_dm, minus_dm, tr):
+    """Wilder's DX from smoothed movements and range, and whether the bar has one (TA-Lib skips
+    a bar whose true range is not > 0 or whose DI sum is zero within 1e-14)."""
+    if not tr > 0.0:
+        return 0.0, False
+    minus_di = unfused(100.0 * (minus_dm / tr))
+    plus_di = unfused(100.0 * (plus_dm / tr))
+    total = minus_di + plus_di
+    if -1e-14 < total < 1e-14:
+        return 0.0, False
+    return unfused(100.0 * (abs(minus_di - plus_di) / total)), True
+
+
+@step
+def _skip_or_count(st, b, high, low, close, out, o):
+    """Count the update and return its 1-based number; 0 (output NaN) for a leading NaN and for
+    the first bar, which only sets the previous prices."""
+    if skip_leading_nan(st, b, high, low, close, out, o, 1):
+        return 0
+    count = st[b] + 1.0
+    st[b] = count
+    if count == 1.0:
+        st[b + 2] = high
+        st[b + 3] = low
+        st[b + 4] = close
+        out[o] = NAN
+        return 0
+    return int(count)
+
+
+# --- ADX -------------------------------------------------------------------------------------
+@kernel
+def _adx(high, low, close, timeperiod, out):
+    n = timeperiod
+    size = high.shape[0]
+    lookback = 2 * n - 1
+    out[: min(lookback, size)] = NAN
+    if size <= lookback:
+        return
+    plus = minus = tr = 0.0
+    for i in range(1, n):
+        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
+        plus += up
+        minus += down
+        tr += true_range(high[i], low[i], close[i - 1])
+    total = 0.0
+    for i in range(n, size):
+        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
+        plus = wilder(plus, up, n)
+        minus = wilder(minus, down, n)
+        tr = wilder(tr, true_range(high[i], low[i], close[i - 1]), n)
+        value, ok = dx(plus, minus, tr)
+        if i > lookback:
+            if ok:
+                total = (unfused(total * (n - 1.0)) + value) / n
+            out[i] = total
+        else:
+            if ok:
+                total += value
+            if i == lookback:
+                total /= n
+                out[i] = total
+
+
+@step
+def adx_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, previous high, low, close, +DM, -DM, TR, DX sum then ADX
+    count = _skip_or_count(st, b, high, low, close, out, o)
+    if count == 0:
+        return
+    n = st[b + 1]
+    up, down = directional_movement(high, low, st[b + 2], st[b + 3])
+    tr1 = true_range(high, low, st[b + 4])
+    st[b + 2] = high
+    st[b + 3] = low
+    st[b + 4] = close
+    out[o] = NAN
+    if count <= n:
+        st[b + 5] += up
+        st[b + 6] += down
+        st[b + 7] += tr1
+        return
+    plus = wilder(st[b + 5], up, n)
+    minus = wilder(st[b + 6], down, n)
+    tr = wilder(st[b + 7], tr1, n)
+    st[b + 5] = plus
+    st[b + 6] = minus
+    st[b + 7] = tr
+    value, ok = dx(plus, minus, tr)
+    total = st[b + 8]
+    if count > 2.0 * n:
+        if ok:
+            total = (unfused(total * (n - 1.0)) + value) / n
+        out[o] = total
+    else:
+        if ok:
+            total += value
+        if count == 2.0 * n:
+            total /= n
+            out[o] = total
+    st[b + 8] = total
+
+
+def adx(high, low, close, timeperiod=14):
+    """Average directional movement index (Wilder); NaN for the first ``2 * timeperiod - 1``
+    rows."""
+    p = ADX.bind(timeperiod=timeperiod)
+    h, lo, c, start = price_series(high, low, close)
+    (out,) = inputs.output(h.shape[0], start)
+    _adx(h[start:], lo[start:], c[start:], p["timeperiod"], out[start:])
+    return out
+
+
+ADX = Indicator(
+    name="adx",
+    kind=K_ADX,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14),),
+    batch=adx,
+    lookback=lambda timeperiod: 2 * timeperiod - 1,
+    width=lambda timeperiod: 9,
+)
+
+
+# --- PLUS_DI / MINUS_DI ----------------------------------------------------------------------
+@kernel
+def _di(high, low, close, timeperiod, minus, out):
+    # One kernel for both sides: ``minus`` picks -DM over +DM.
+    n = timeperiod
+    size = high.shape[0]
+    lookback = n if n > 1 else 1
+    out[: min(lookback, size)] = NAN
+    if size <= lookback:
+        return
+    dm = tr = 0.0
+    for i in range(1, size):
+        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
+        dm1 = down if minus else up
+        tr1 = true_range(high[i], low[i], close[i - 1])
+        if n == 1:
+            out[i] = directional_index_1(dm1, tr1)
+        elif i < n:
+            dm += dm1
+            tr += tr1
+        else:
+            dm = wilder(dm, dm1, n)
+            tr = wilder(tr, tr1, n)
+            out[i] = directional_index(dm, tr)
+
+
+@step
+def _di_step(st, b, high, low, close, out, o, minus):
+    # state: count, timeperiod, previous high, low, close, DM, TR
+    count = _skip_or_count(st, b, high, low, close, out, o)
+    if count == 0:
+        return
+    n = st[b + 1]
+    up, down = directional_movement(high, low, st[b + 2], st[b + 3])
+    dm1 = down if minus else up
+    tr1 = true_range(high, low, st[b + 4])
+    st[b + 2] = high
+    st[b + 3] = low
+    st[b + 4] = close
+    if n == 1.0:
+        out[o] = directional_index_1(dm1, tr1)
+    elif count <= n:
+        st[b + 5] += dm1
+        st[b + 6] += tr1
+        out[o] = NAN
+    else:
+        dm = wilder(st[b + 5], dm1, n)
+        tr = wilder(st[b + 6], tr1, n)
+        st[b + 5] = dm
+        st[b + 6] = tr
+        out[o] = directional_index(dm, tr)
+
+
+@step
+def plus_di_step(st, b, high, low, close, volume, session, out, o):
+    _di_step(st, b, high, low, close, out, o, False)
+
+
+@step
+def minus_di_step(st, b, high, low, close, volume, session, out, o):
+    _di_step(st, b, high, low, close, out, o, True)
+
+
+def _di_batch(ind, high, low, close, timeperiod):
+    p = ind.bind(timeperiod=timeperiod)
+    h, lo, c, start = price_series(high, low, close)
+    (out,) = inputs.output(h.shape[0], start)
+    _di(h[start:], lo[start:], c[start:], p["timeperiod"], ind is MINUS_DI, out[start:])
+    return out
+
+
+def plus_di(high, low, close, timeperiod=14):
+    """Plus directional indicator: Wilder-smoothed +DM over true range, in percent (for a period
+    of 1, TA-Lib's plain ratio); NaN for the first ``timeperiod`` rows."""
+    return _di_batch(PLUS_DI, high, low, close, timeperiod)
+
+
+def minus_di(high, low, close, timeperiod=14):
+    """Minus directional indicator, as :func:`plus_di` with -DM."""
+    return _di_batch(MINUS_DI, high, low, close, timeperiod)
+
+
+PLUS_DI = Indicator(
+    name="plus_di",
+    kind=K_PLUS_DI,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14, low=1),),
+    batch=plus_di,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 7,
+)
+
+MINUS_DI = Indicator(
+    name="minus_di",
+    kind=K_MINUS_DI,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14, low=1),),
+    batch=minus_di,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 7,
+)
+
+
+# --- bank dispatch ---------------------------------------------------------------------------
+@step
 def dispatch(kind, st, b, high, low, close, volume, session, out, o):
     """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    return False
+    if kind == K_ADX:
+        adx_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_PLUS_DI:
+        plus_di_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_MINUS_DI:
+        minus_di_step(st, b, high, low, close, volume, session, out, o)
+    else:
+        return False
+    return True
 
 
-INDICATORS = ()
+INDICATORS = (ADX, PLUS_DI, MINUS_DI)

@@ -1,14 +1,890 @@
-"""Momentum: RSI, MACD, ROC, MOM, CCI, ULTOSC, MFI (TA-Lib's definitions and warm-up)."""
+"""Momentum: RSI, MACD, ROC, MOM, CCI, ULTOSC, MFI (TA-Lib's definitions and warm-up).
+
+Each indicator comes in three forms sharing one definition of the maths: the batch kernel
+(``_rsi``), the streaming step (``rsi_step``, see :mod:`.catalog` for the state layout) and, through
+:func:`dispatch`, the bank. They follow the TA-Lib that the ta-lib wheel bundles, as compiled:
+sums in its order (CCI even sums its ring in slot order, not time order), its dead zones, its
+reseeding of empty windows, and FMA only where its build has an FMA variant (MACD here), so results
+match it bit for bit, NaN included.
+"""
 
 from __future__ import annotations
 
-from tickd.strategies.indicators.jit import step
+import numba
+import numpy as np
+
+from tickd.strategies.indicators import inputs
+from tickd.strategies.indicators.averages import ema_next
+from tickd.strategies.indicators.catalog import Indicator, period
+from tickd.strategies.indicators.jit import kernel, step
+
+K_RSI = 200
+K_MACD = 201
+K_ROC = 202
+K_MOM = 203
+K_CCI = 204
+K_ULTOSC = 205
+K_MFI = 206
+
+NAN = np.nan
+#: TA-Lib's ``TA_EPSILON``: its dead zones are this fraction of the operands' size.
+EPSILON = 1e-14
+
+
+def _unfused(func):
+    """Compile like :func:`jit.step` but without FMA contraction, for the maths of indicators
+    TA-Lib's build has no FMA variant of (RSI, ULTOSC): there ``a * b + c`` rounds twice. The
+    explicit ``fastmath=False`` matters: numba lets a callee inherit its caller's flags."""
+    return numba.njit(
+        cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False
+    )(func)
+
+
+U0 = np.uint64(0)
+U1 = np.uint64(1)
+#: Bars per block where a kernel splits a serial chain from vectorizable work.
+BLOCK = 256
 
 
 @step
+def _ring_next(slot, last):
+    """The ring slot after ``slot`` in a ring whose last slot is ``last``. Both are unsigned, so
+    numba skips its negative-index fix-up (three instructions per access in a hot loop)."""
+    return slot + U1 if slot < last else U0
+
+
+# --- RSI -------------------------------------------------------------------------------------
+@_unfused
+def _wilder(average, move, n1, recip):
+    """One Wilder smoothing step, (average * (n - 1) + move) * (1 / n), as TA-Lib computes it."""
+    return (average * n1 + move) * recip
+
+
+@step
+def _moves(diff):
+    """The gain and the loss of one change; TA-Lib counts a NaN change as a NaN loss."""
+    up = diff if diff > 0.0 else 0.0
+    return up, up - diff
+
+
+@step
+def _rsi_value(gain, loss):
+    """100 * gain / (gain + loss), or 0 unless the sum is positive (so 0 for NaN too)."""
+    total = loss + gain
+    return (gain / total) * 100.0 if total > 0.0 else 0.0
+
+
+@kernel
+def _rsi(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n, size)] = NAN
+    if size <= n:
+        return
+    recip = 1.0 / n
+    n1 = float(n - 1)
+    gain = 0.0
+    loss = 0.0
+    for i in range(n):
+        up, down = _moves(real[i + 1] - real[i])
+        gain += up
+        loss += down
+    gain *= recip
+    loss *= recip
+    out[n] = _rsi_value(gain, loss)
+    now, before, dst = real[n + 1 :], real[n:], out[n + 1 :]  # views, as in _macd
+    for k in range(size - n - 1):
+        up, down = _moves(now[k] - before[k])
+        gain = _wilder(gain, up, n1, recip)
+        loss = _wilder(loss, down, n1, recip)
+        dst[k] = _rsi_value(gain, loss)
+
+
+@step
+def rsi_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, 1 / timeperiod, previous close, average gain, average loss
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = st[b + 1]
+    up, down = _moves(close - st[b + 3])
+    st[b + 3] = close
+    out[o] = NAN
+    if count == 1.0:
+        return
+    if count <= n + 1.0:
+        st[b + 4] += up
+        st[b + 5] += down
+        if count <= n:
+            return
+        st[b + 4] *= st[b + 2]
+        st[b + 5] *= st[b + 2]
+    else:
+        st[b + 4] = _wilder(st[b + 4], up, n - 1.0, st[b + 2])
+        st[b + 5] = _wilder(st[b + 5], down, n - 1.0, st[b + 2])
+    out[o] = _rsi_value(st[b + 4], st[b + 5])
+
+
+def _rsi_init(state, base, timeperiod):
+    state[base + 1] = timeperiod
+    state[base + 2] = 1.0 / timeperiod
+
+
+def rsi(real, timeperiod=14):
+    """Relative strength index with Wilder's smoothing, seeded with the mean gain and loss of the
+    first ``timeperiod`` changes; NaN for the first ``timeperiod`` values."""
+    bound = RSI.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _rsi(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+RSI = Indicator(
+    name="rsi",
+    kind=K_RSI,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(default=14),),
+    batch=rsi,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 6,
+    init=_rsi_init,
+)
+
+
+# --- MACD ------------------------------------------------------------------------------------
+@kernel
+def _macd(real, fastperiod, slowperiod, signalperiod, macd, signal, hist):
+    fast = min(fastperiod, slowperiod)  # TA-Lib swaps the periods if slow < fast
+    slow = max(fastperiod, slowperiod)
+    sig_n = signalperiod
+    size = real.shape[0]
+    lookback = slow + sig_n - 2
+    head = min(lookback, size)
+    macd[:head] = NAN
+    signal[:head] = NAN
+    hist[:head] = NAN
+    if size <= lookback:
+        return
+    fast_k = 2.0 / (fast + 1)
+    slow_k = 2.0 / (slow + 1)
+    sig_k = 2.0 / (sig_n + 1)
+    # both averages are seeded with a mean; the fast window is the tail of the slow one
+    slow_sum = 0.0
+    for i in range(slow - fast):
+        slow_sum += real[i]
+    fast_sum = 0.0
+    for i in range(slow - fast, slow):
+        fast_sum += real[i]
+        slow_sum += real[i]
+    prev_slow = slow_sum / slow
+    prev_fast = fast_sum / fast
+    value = prev_fast - prev_slow
+    prev_sig = 0.0 + value
+    for i in range(slow, lookback + 1):
+        prev_fast = ema_next(prev_fast, real[i], fast_k)
+        prev_slow = ema_next(prev_slow, real[i], slow_k)
+        value = prev_fast - prev_slow
+        prev_sig += value
+    prev_sig = prev_sig / sig_n
+    macd[lookback] = value
+    signal[lookback] = prev_sig
+    hist[lookback] = value - prev_sig
+    x = real[lookback + 1 :]  # views: indices start at 0, so numba drops its negative-index fix-up
+    out_macd, out_signal, out_hist = (
+        macd[lookback + 1 :],
+        signal[lookback + 1 :],
+        hist[lookback + 1 :],
+    )
+    for k in range(size - lookback - 1):
+        prev_fast = ema_next(prev_fast, x[k], fast_k)
+        prev_slow = ema_next(prev_slow, x[k], slow_k)
+        value = prev_fast - prev_slow
+        prev_sig = ema_next(prev_sig, value, sig_k)
+        out_macd[k] = value
+        out_signal[k] = prev_sig
+        out_hist[k] = value - prev_sig
+
+
+@step
+def macd_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, fastperiod, slowperiod, signalperiod, fast k, slow k, signal k,
+    # fast EMA (its sum while seeding), slow EMA (likewise), signal EMA (likewise)
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN
+        out[o + 1] = NAN
+        out[o + 2] = NAN
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    fast = min(st[b + 1], st[b + 2])
+    slow = max(st[b + 1], st[b + 2])
+    sig_n = st[b + 3]
+    if count <= slow:
+        if count > slow - fast:
+            st[b + 7] += close
+        st[b + 8] += close
+        if count < slow:
+            out[o] = NAN
+            out[o + 1] = NAN
+            out[o + 2] = NAN
+            return
+        prev_fast = st[b + 7] / fast
+        prev_slow = st[b + 8] / slow
+        value = prev_fast - prev_slow
+        prev_sig = 0.0 + value
+    else:
+        prev_fast = ema_next(st[b + 7], close, st[b + 4])
+        prev_slow = ema_next(st[b + 8], close, st[b + 5])
+        value = prev_fast - prev_slow
+        if count < slow + sig_n:
+            prev_sig = st[b + 9] + value
+        else:
+            prev_sig = ema_next(st[b + 9], value, st[b + 6])
+    if count == slow + sig_n - 1.0:
+        prev_sig = prev_sig / sig_n
+    st[b + 7] = prev_fast
+    st[b + 8] = prev_slow
+    st[b + 9] = prev_sig
+    if count < slow + sig_n - 1.0:
+        out[o] = NAN
+        out[o + 1] = NAN
+        out[o + 2] = NAN
+    else:
+        out[o] = value
+        out[o + 1] = prev_sig
+        out[o + 2] = value - prev_sig
+
+
+def _macd_init(state, base, fastperiod, slowperiod, signalperiod):
+    state[base + 1 : base + 4] = (fastperiod, slowperiod, signalperiod)
+    fast, slow = sorted((fastperiod, slowperiod))
+    state[base + 4] = 2.0 / (fast + 1)
+    state[base + 5] = 2.0 / (slow + 1)
+    state[base + 6] = 2.0 / (signalperiod + 1)
+
+
+def macd(real, fastperiod=12, slowperiod=26, signalperiod=9):
+    """Moving average convergence/divergence: (macd, macdsignal, macdhist).
+
+    macd = EMA(fastperiod) - EMA(slowperiod) (periods swapped if slow < fast), both seeded with
+    the mean of their first values ending on the same bar; macdsignal = EMA(signalperiod) of macd
+    seeded likewise; macdhist = macd - macdsignal. NaN for the first
+    ``slowperiod + signalperiod - 2`` values.
+    """
+    bound = MACD.bind(fastperiod=fastperiod, slowperiod=slowperiod, signalperiod=signalperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    outs = inputs.output(x.shape[0], start, 3)
+    _macd(x[start:], *bound.values(), *(a[start:] for a in outs))
+    return outs
+
+
+MACD = Indicator(
+    name="macd",
+    kind=K_MACD,
+    inputs=("close",),
+    outputs=("macd", "macdsignal", "macdhist"),
+    params=(
+        period("fastperiod", 12),
+        period("slowperiod", 26),
+        period("signalperiod", 9, low=1),
+    ),
+    batch=macd,
+    lookback=lambda fastperiod, slowperiod, signalperiod: (
+        max(fastperiod, slowperiod) + signalperiod - 2
+    ),
+    width=lambda fastperiod, slowperiod, signalperiod: 10,
+    init=_macd_init,
+)
+
+
+# --- ROC and MOM -----------------------------------------------------------------------------
+@step
+def _roc_value(x, past):
+    """((x / past) - 1) * 100, or 0 where the past value is 0 (TA-Lib's convention)."""
+    return (x / past - 1.0) * 100.0 if past != 0.0 else 0.0
+
+
+@kernel
+def _roc(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n, size)] = NAN
+    now, dst = real[n:], out[n:]
+    for k in range(size - n):
+        dst[k] = _roc_value(now[k], real[k])
+
+
+@kernel
+def _mom(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n, size)] = NAN
+    now, dst = real[n:], out[n:]
+    for k in range(size - n):
+        dst[k] = now[k] - real[k]
+
+
+@step
+def _lagged(st, b, close):
+    """Count ``close``, keep it in the state's ring of ``timeperiod`` values and return the value
+    ``timeperiod`` updates back (meaningless until count > timeperiod)."""
+    count = st[b] + 1.0
+    st[b] = count
+    n = int(st[b + 1])
+    slot = b + 2 + int(count - 1.0) % n
+    past = st[slot]
+    st[slot] = close
+    return past
+
+
+@step
+def roc_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, ring[timeperiod]
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN
+        return
+    past = _lagged(st, b, close)
+    out[o] = _roc_value(close, past) if st[b] > st[b + 1] else NAN
+
+
+@step
+def mom_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, ring[timeperiod]
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN
+        return
+    past = _lagged(st, b, close)
+    out[o] = close - past if st[b] > st[b + 1] else NAN
+
+
+def roc(real, timeperiod=10):
+    """Rate of change in percent, (real / real[-timeperiod] - 1) * 100 (0 where the earlier value
+    is 0); NaN for the first ``timeperiod`` values."""
+    bound = ROC.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _roc(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+def mom(real, timeperiod=10):
+    """Momentum, real - real[-timeperiod]; NaN for the first ``timeperiod`` values."""
+    bound = MOM.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _mom(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+ROC = Indicator(
+    name="roc",
+    kind=K_ROC,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(default=10, low=1),),
+    batch=roc,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 2 + timeperiod,
+)
+
+MOM = Indicator(
+    name="mom",
+    kind=K_MOM,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(default=10, low=1),),
+    batch=mom,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 2 + timeperiod,
+)
+
+
+# --- CCI -------------------------------------------------------------------------------------
+@step
+def _cci_out(last, mean, deviation):
+    """(last - mean) / (0.015 * mean deviation), or 0 when either is within 1e-14 of the mean's
+    size (TA-Lib's dead zone) or the divisor is 0."""
+    band = abs(mean) * EPSILON
+    if abs(last - mean) <= band or abs(deviation) <= band:
+        return 0.0
+    scaled = deviation * 0.015
+    return (last - mean) / scaled if scaled != 0.0 else 0.0
+
+
+@step
+def _cci_value(ring, n, last):
+    """CCI of the ``n`` typical prices in ``ring``, the newest being ``last``. The sums run over
+    the ring in slot order, not time order, as TA-Lib's do, so the bits match."""
+    mean = 0.0
+    for j in range(n):
+        mean += ring[j]
+    mean /= n
+    dev = 0.0
+    for j in range(n):
+        dev += abs(ring[j] - mean)
+    return _cci_out(last, mean, dev / n)
+
+
+@step
+def _cci_pair(ring, n, slot, last, new):
+    """:func:`_cci_value` for two bars at once: ``ring`` as it is (newest ``last``), and with
+    ``new`` in ``slot``. Two independent chains of additions run twice as fast as one."""
+    head = ring[:slot]
+    tail = ring[slot + 1 :]
+    mean0 = 0.0
+    mean1 = 0.0
+    for v in head:
+        mean0 += v
+        mean1 += v
+    mean0 += ring[slot]
+    mean1 += new
+    for v in tail:
+        mean0 += v
+        mean1 += v
+    mean0 /= n
+    mean1 /= n
+    dev0 = 0.0
+    dev1 = 0.0
+    for v in head:
+        dev0 += abs(v - mean0)
+        dev1 += abs(v - mean1)
+    dev0 += abs(ring[slot] - mean0)
+    dev1 += abs(new - mean1)
+    for v in tail:
+        dev0 += abs(v - mean0)
+        dev1 += abs(v - mean1)
+    return _cci_out(last, mean0, dev0 / n), _cci_out(new, mean1, dev1 / n)
+
+
+@kernel
+def _cci(high, low, close, timeperiod, out):
+    n = timeperiod
+    size = close.shape[0]
+    out[: min(n - 1, size)] = NAN
+    if size < n:
+        return
+    ring = np.empty(n)  # slot of bar i: i % n, as in TA-Lib
+    for i in range(n):
+        ring[i] = (high[i] + low[i] + close[i]) / 3
+    hh, ll, cc, dst = high[n - 1 :], low[n - 1 :], close[n - 1 :], out[n - 1 :]
+    count = size - n + 1
+    last = ring[n - 1]
+    slot = 0  # slot of bar k + 1
+    for k in range(0, count - 1, 2):
+        new = (hh[k + 1] + ll[k + 1] + cc[k + 1]) / 3
+        dst[k], dst[k + 1] = _cci_pair(ring, n, slot, last, new)
+        ring[slot] = new
+        slot = slot + 1 if slot < n - 1 else 0
+        if k + 2 < count:
+            last = (hh[k + 2] + ll[k + 2] + cc[k + 2]) / 3
+            ring[slot] = last
+            slot = slot + 1 if slot < n - 1 else 0
+    if count % 2:
+        dst[count - 1] = _cci_value(ring, n, last)
+
+
+@step
+def cci_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, ring[timeperiod] of typical prices
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
+        out[o] = NAN
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = int(st[b + 1])
+    typical = (high + low + close) / 3
+    st[b + 2 + int(count - 1.0) % n] = typical
+    out[o] = _cci_value(st[b + 2 : b + 2 + n], n, typical) if count >= n else NAN
+
+
+def cci(high, low, close, timeperiod=14):
+    """Commodity channel index of the typical price (high + low + close) / 3 over
+    ``timeperiod`` bars, with Lambert's 0.015; NaN for the first ``timeperiod - 1``."""
+    bound = CCI.bind(timeperiod=timeperiod)
+    h, lo, c = (inputs.series(k, v) for k, v in (("high", high), ("low", low), ("close", close)))
+    size = inputs.same_length(high=h, low=lo, close=c)
+    start = inputs.valid_from(h, lo, c)
+    (out,) = inputs.output(size, start)
+    _cci(h[start:], lo[start:], c[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+CCI = Indicator(
+    name="cci",
+    kind=K_CCI,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14),),
+    batch=cci,
+    lookback=lambda timeperiod: timeperiod - 1,
+    width=lambda timeperiod: 2 + timeperiod,
+)
+
+
+# --- ULTOSC ----------------------------------------------------------------------------------
+@step
+def _ultosc_terms(high, low, close, prev_close):
+    """Buying pressure (close - true low) and true range, with TA-Lib's comparisons (which decide
+    what a NaN does)."""
+    true_low = low if low < prev_close else prev_close
+    true_range = high - low
+    gap = abs(prev_close - high)
+    true_range = gap if gap > true_range else true_range
+    gap = abs(prev_close - low)
+    true_range = gap if gap > true_range else true_range
+    return close - true_low, true_range
+
+
+@_unfused
+def _ultosc_value(a1, b1, a2, b2, a3, b3):
+    """Weighted 4:2:1 average of the three pressure ratios, shortest window first, in percent; a
+    window without true range (or with NaN in it) contributes nothing."""
+    total = 0.0
+    if b1 > 0.0:
+        total += 4.0 * (a1 / b1)
+    if b2 > 0.0:
+        total += 2.0 * (a2 / b2)
+    if b3 > 0.0:
+        total += a3 / b3
+    return 100.0 * (total / 7.0)
+
+
+@step
+def _idle_next(idle, pressure, true_range):
+    """Bars in a row that add nothing to the windows (TA-Lib zeroes a window's sums once all of
+    its bars are such, rather than keep their rounding residue)."""
+    return idle + 1 if true_range == 0.0 and pressure == 0.0 else 0
+
+
+@kernel
+def _ultosc(high, low, close, short, middle, longest, out):
+    size = close.shape[0]
+    out[: min(longest, size)] = NAN
+    if size <= longest:
+        return
+    ring_a = np.empty(longest)  # slot of bar i: i % longest
+    ring_b = np.empty(longest)
+    a1 = b1 = a2 = b2 = a3 = b3 = 0.0
+    idle = 0
+    for i in range(1, longest):
+        a, r = _ultosc_terms(high[i], low[i], close[i], close[i - 1])
+        ring_a[i] = a
+        ring_b[i] = r
+        idle = _idle_next(idle, a, r)
+        if i > longest - short:
+            a1 += a
+            b1 += r
+        if i > longest - middle:
+            a2 += a
+            b2 += r
+        a3 += a
+        b3 += r
+    # The running sums are a serial chain; the four divisions per bar are not. Each block keeps
+    # its sums, then a second loop divides them with vector instructions.
+    sums = np.empty((6, BLOCK))
+    sa1, sb1, sa2, sb2, sa3, sb3 = sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]
+    last = np.uint64(longest - 1)
+    slot = U0
+    old1 = np.uint64((longest - short + 1) % longest)
+    old2 = np.uint64((longest - middle + 1) % longest)
+    hh, ll, cc, pc = high[longest:], low[longest:], close[longest:], close[longest - 1 :]
+    count = size - longest
+    for start in range(0, count, BLOCK):
+        stop = min(start + BLOCK, count)
+        for j in range(stop - start):
+            k = start + j
+            a, r = _ultosc_terms(hh[k], ll[k], cc[k], pc[k])
+            ring_a[slot] = a
+            ring_b[slot] = r
+            a1 += a
+            a2 += a
+            a3 += a
+            b1 += r
+            b2 += r
+            b3 += r
+            idle = _idle_next(idle, a, r)
+            if idle >= short:
+                a1 = b1 = 0.0
+                if idle >= middle:
+                    a2 = b2 = 0.0
+                    if idle >= longest:
+                        idle = longest
+                        a3 = b3 = 0.0
+            sa1[j], sb1[j], sa2[j], sb2[j], sa3[j], sb3[j] = a1, b1, a2, b2, a3, b3
+            a1 -= ring_a[old1]
+            b1 -= ring_b[old1]
+            a2 -= ring_a[old2]
+            b2 -= ring_b[old2]
+            slot = _ring_next(slot, last)
+            old1 = _ring_next(old1, last)
+            old2 = _ring_next(old2, last)
+            a3 -= ring_a[slot]
+            b3 -= ring_b[slot]
+        dst = out[longest + start : longest + stop]
+        for j in range(stop - start):
+            dst[j] = _ultosc_value(sa1[j], sb1[j], sa2[j], sb2[j], sa3[j], sb3[j])
+
+
+@step
+def ultosc_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod1..3, the periods sorted, previous close, a1, b1, a2, b2, a3, b3,
+    # idle bars, ring[longest] of pressures, ring[longest] of true ranges
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
+        out[o] = NAN
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    prev_close = st[b + 7]
+    st[b + 7] = close
+    out[o] = NAN
+    if count == 1.0:
+        return
+    i = int(count) - 1  # bar index, as in the batch kernel
+    short = int(st[b + 4])
+    middle = int(st[b + 5])
+    longest = int(st[b + 6])
+    ring_a = b + 15
+    ring_b = ring_a + longest
+    a, r = _ultosc_terms(high, low, close, prev_close)
+    st[ring_a + i % longest] = a
+    st[ring_b + i % longest] = r
+    idle = _idle_next(int(st[b + 14]), a, r)
+    st[b + 14] = idle
+    if i > longest - short:
+        st[b + 8] += a
+        st[b + 9] += r
+    if i > longest - middle:
+        st[b + 10] += a
+        st[b + 11] += r
+    st[b + 12] += a
+    st[b + 13] += r
+    if i < longest:
+        return
+    if idle >= short:
+        st[b + 8] = st[b + 9] = 0.0
+        if idle >= middle:
+            st[b + 10] = st[b + 11] = 0.0
+            if idle >= longest:
+                st[b + 14] = longest
+                st[b + 12] = st[b + 13] = 0.0
+    out[o] = _ultosc_value(st[b + 8], st[b + 9], st[b + 10], st[b + 11], st[b + 12], st[b + 13])
+    old = (i - short + 1) % longest
+    st[b + 8] -= st[ring_a + old]
+    st[b + 9] -= st[ring_b + old]
+    old = (i - middle + 1) % longest
+    st[b + 10] -= st[ring_a + old]
+    st[b + 11] -= st[ring_b + old]
+    old = (i + 1) % longest
+    st[b + 12] -= st[ring_a + old]
+    st[b + 13] -= st[ring_b + old]
+
+
+def _ultosc_init(state, base, timeperiod1, timeperiod2, timeperiod3):
+    state[base + 1 : base + 4] = (timeperiod1, timeperiod2, timeperiod3)
+    state[base + 4 : base + 7] = sorted((timeperiod1, timeperiod2, timeperiod3))
+
+
+def ultosc(high, low, close, timeperiod1=7, timeperiod2=14, timeperiod3=28):
+    """Ultimate oscillator: buying pressure over true range on three windows weighted 4:2:1,
+    shortest first (TA-Lib sorts the periods, so their order does not matter); NaN for the
+    first ``max(periods)`` values."""
+    bound = ULTOSC.bind(timeperiod1=timeperiod1, timeperiod2=timeperiod2, timeperiod3=timeperiod3)
+    h, lo, c = (inputs.series(k, v) for k, v in (("high", high), ("low", low), ("close", close)))
+    size = inputs.same_length(high=h, low=lo, close=c)
+    start = inputs.valid_from(h, lo, c)
+    (out,) = inputs.output(size, start)
+    _ultosc(h[start:], lo[start:], c[start:], *sorted(bound.values()), out[start:])
+    return out
+
+
+ULTOSC = Indicator(
+    name="ultosc",
+    kind=K_ULTOSC,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(
+        period("timeperiod1", 7, low=1),
+        period("timeperiod2", 14, low=1),
+        period("timeperiod3", 28, low=1),
+    ),
+    batch=ultosc,
+    lookback=lambda timeperiod1, timeperiod2, timeperiod3: max(
+        timeperiod1, timeperiod2, timeperiod3
+    ),
+    width=lambda timeperiod1, timeperiod2, timeperiod3: (
+        15 + 2 * max(timeperiod1, timeperiod2, timeperiod3)
+    ),
+    init=_ultosc_init,
+)
+
+
+# --- MFI -------------------------------------------------------------------------------------
+@step
+def _mfi_flows(typical, prev, volume):
+    """The bar's positive and negative money flow: none when the typical price moved less than
+    TA-Lib's dead zone (1e-14 of its size), the flow on the side of the move otherwise."""
+    diff = typical - prev
+    flow = 0.0 if abs(diff) <= EPSILON * (abs(typical) + abs(prev)) else typical * volume
+    down = diff < 0.0
+    return (0.0 if down else flow), (flow if down else 0.0), flow == 0.0
+
+
+@step
+def _mfi_value(pos, neg):
+    """100 * pos / (pos + neg), with pos clamped into [0, pos + neg]; 0 for an empty window."""
+    total = pos + neg
+    pos = 0.0 if pos < 0.0 else (total if pos > total else pos)
+    return 0.0 if total <= 0.0 else 100.0 * (pos / total)
+
+
+@step
+def _mfi_add(pos_sum, neg_sum, idle, pos, neg, none, n):
+    """The window sums with a bar's flows added, and the count of bars in a row without flow:
+    after ``n`` of them every slot is 0, so TA-Lib sets the sums to exactly 0 (no residue)."""
+    idle = idle + 1 if none else 0
+    if idle >= n:
+        return 0.0, 0.0, n
+    return pos_sum + pos, neg_sum + neg, idle
+
+
+@kernel
+def _mfi(high, low, close, volume, timeperiod, out):
+    n = timeperiod
+    size = close.shape[0]
+    out[: min(n, size)] = NAN
+    if size <= n:
+        return
+    ring_pos = np.empty(n)  # slot of bar i: (i - 1) % n
+    ring_neg = np.empty(n)
+    prev = (high[0] + low[0] + close[0]) / 3.0
+    pos_sum = 0.0
+    neg_sum = 0.0
+    idle = 0
+    for i in range(1, n + 1):
+        typical = (high[i] + low[i] + close[i]) / 3.0
+        pos, neg, none = _mfi_flows(typical, prev, volume[i])
+        prev = typical
+        ring_pos[i - 1] = pos
+        ring_neg[i - 1] = neg
+        pos_sum, neg_sum, idle = _mfi_add(pos_sum, neg_sum, idle, pos, neg, none, n)
+    out[n] = _mfi_value(pos_sum, neg_sum)
+    # Per block: typical prices (a division each) in one vector loop, the serial sums in a
+    # second, the index (another division) in a third vector loop.
+    work = np.empty((3, BLOCK))
+    typicals, pos_sums, neg_sums = work[0], work[1], work[2]
+    last = np.uint64(n - 1)
+    slot = U0
+    hh, ll, cc, vv = high[n + 1 :], low[n + 1 :], close[n + 1 :], volume[n + 1 :]
+    count = size - n - 1
+    for start in range(0, count, BLOCK):
+        stop = min(start + BLOCK, count)
+        for j in range(stop - start):
+            k = start + j
+            typicals[j] = (hh[k] + ll[k] + cc[k]) / 3.0
+        for j in range(stop - start):
+            pos_sum -= ring_pos[slot]
+            neg_sum -= ring_neg[slot]
+            typical = typicals[j]
+            pos, neg, none = _mfi_flows(typical, prev, vv[start + j])
+            prev = typical
+            ring_pos[slot] = pos
+            ring_neg[slot] = neg
+            pos_sum, neg_sum, idle = _mfi_add(pos_sum, neg_sum, idle, pos, neg, none, n)
+            pos_sums[j] = pos_sum
+            neg_sums[j] = neg_sum
+            slot = _ring_next(slot, last)
+        dst = out[n + 1 + start : n + 1 + stop]
+        for j in range(stop - start):
+            dst[j] = _mfi_value(pos_sums[j], neg_sums[j])
+
+
+@step
+def mfi_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, previous typical price, positive sum, negative sum, idle bars,
+    # ring[timeperiod] of positive flows, ring[timeperiod] of negative flows
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close) or np.isnan(volume)):
+        out[o] = NAN
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    n = int(st[b + 1])
+    typical = (high + low + close) / 3.0
+    prev = st[b + 2]
+    st[b + 2] = typical
+    if count == 1.0:
+        out[o] = NAN
+        return
+    i = int(count) - 1  # bar index, as in the batch kernel
+    ring_pos = b + 6 + (i - 1) % n
+    ring_neg = ring_pos + n
+    pos_sum = st[b + 3]
+    neg_sum = st[b + 4]
+    if i > n:
+        pos_sum -= st[ring_pos]
+        neg_sum -= st[ring_neg]
+    pos, neg, none = _mfi_flows(typical, prev, volume)
+    st[ring_pos] = pos
+    st[ring_neg] = neg
+    st[b + 3], st[b + 4], st[b + 5] = _mfi_add(pos_sum, neg_sum, st[b + 5], pos, neg, none, n)
+    out[o] = _mfi_value(st[b + 3], st[b + 4]) if i >= n else NAN
+
+
+def mfi(high, low, close, volume, timeperiod=14):
+    """Money flow index over ``timeperiod`` bars of typical price times volume; NaN for the first
+    ``timeperiod`` values."""
+    bound = MFI.bind(timeperiod=timeperiod)
+    h, lo, c, v = (
+        inputs.series(k, a)
+        for k, a in (("high", high), ("low", low), ("close", close), ("volume", volume))
+    )
+    size = inputs.same_length(high=h, low=lo, close=c, volume=v)
+    start = inputs.valid_from(h, lo, c, v)
+    (out,) = inputs.output(size, start)
+    _mfi(h[start:], lo[start:], c[start:], v[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+MFI = Indicator(
+    name="mfi",
+    kind=K_MFI,
+    inputs=("high", "low", "close", "volume"),
+    outputs=("real",),
+    params=(period(default=14),),
+    batch=mfi,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 6 + 2 * timeperiod,
+)
+
+
+# --- bank dispatch ---------------------------------------------------------------------------
+@step
 def dispatch(kind, st, b, high, low, close, volume, session, out, o):
     """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    return False
+    if kind == K_RSI:
+        rsi_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_MACD:
+        macd_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_ROC:
+        roc_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_MOM:
+        mom_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_CCI:
+        cci_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_ULTOSC:
+        ultosc_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_MFI:
+        mfi_step(st, b, high, low, close, volume, session, out, o)
+    else:
+        return False
+    return True
 
 
-INDICATORS = ()
+INDICATORS = (RSI, MACD, ROC, MOM, CCI, ULTOSC, MFI)

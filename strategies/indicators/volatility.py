@@ -1,14 +1,632 @@
-"""Volatility: STDDEV, BBANDS, TRANGE, ATR, NATR and rolling ZSCORE (TA-Lib definitions)."""
+"""Volatility: STDDEV, BBANDS, TRANGE, ATR, NATR (TA-Lib's definitions) and rolling ZSCORE.
+
+The rolling deviation follows the TA-Lib the ta-lib wheel bundles (its ``var.c`` since issues #118
+and #243), not the classic naive sums: the running sums hold deviations from a ``shift`` near the
+window, so the variance does not cancel at high price levels, and when they lose too many digits,
+or every ``32 * timeperiod`` bars, TA-Lib re-anchors the shift at the window mean and rebuilds the
+sums in a second pass (:func:`var_window`, :func:`var_reseed`: on the input itself in batch, on a
+ring of the last ``timeperiod`` values in streaming). That re-anchoring floors the variance at 0
+relative to the window's scale; the fixed epsilon (``TA_IS_ZERO_OR_NEG``) that older TA-Lib
+compared it with is gone, so the square root is unconditional here as there. A NaN input poisons
+the sums until the next scheduled re-anchoring finds a window without it, as in TA-Lib.
+"""
 
 from __future__ import annotations
 
-from tickd.strategies.indicators.jit import step
+import math
+
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from tickd.strategies.indicators import inputs
+from tickd.strategies.indicators.averages import unfused
+from tickd.strategies.indicators.catalog import Indicator, Param, matype, period
+from tickd.strategies.indicators.jit import kernel, step
+
+K_STDDEV = 500
+K_BBANDS = 501
+K_TRANGE = 502
+K_ATR = 503
+K_NATR = 504
+K_ZSCORE = 505
+
+NAN = np.nan
+TA_REAL = 3e37  # TA-Lib's TA_REAL_MIN/TA_REAL_MAX magnitude for real parameters
+
+# Streaming layout shared by STDDEV, BBANDS and ZSCORE after their parameters (the "window"
+# block at st[v:]): 1/timeperiod, shift, sum of deviations, sum of squared deviations, bars until
+# the scheduled re-anchoring, plain running sum (the SMA), then the ring of the last values.
+_INV, _SHIFT, _DEV1, _DEV2, _RESEED, _TOTAL, _RING = range(7)
+
+
+# --- rounding ------------------------------------------------------------------------------
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once, whatever the surrounding code lets LLVM fuse.
+
+    The kernels compile with ``contract``, but whether LLVM then fuses a product depends on the
+    code around it (a product chosen by a select is not fused), while TA-Lib's build fuses some of
+    its products and not others. Here each rounding is spelled out: :func:`fma` for a fused
+    product, ``unfused(a * b)`` for a rounded one."""
+    if not all(isinstance(t, types.Float) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+# --- rolling variance (TA-Lib's shifted sums) ------------------------------------------------
+@step
+def var_push(x, shift, dev1, dev2):
+    """Add ``x`` to the sums of deviations from ``shift`` and of their squares."""
+    t = x - shift
+    return dev1 + t, dev2 + unfused(t * t)
 
 
 @step
+def var_reseed(buf, lo, k, n, inv):
+    """TA-Lib's re-anchoring: shift at the window mean, sums rebuilt, variance floored at 0.
+
+    The window is ``buf[lo + k:lo + n]`` then ``buf[lo:lo + k]``, oldest first (``k = 0`` for a
+    plain slice, the ring's oldest slot in streaming). Returns the new shift, the sums with the
+    oldest value already removed (as the caller's next window expects) and the variance.
+    """
+    total = 0.0
+    for j in range(lo + k, lo + n):
+        total += buf[j]
+    for j in range(lo, lo + k):
+        total += buf[j]
+    shift = total * inv
+    dev1 = 0.0
+    dev2 = 0.0
+    for j in range(lo + k, lo + n):
+        dev1, dev2 = var_push(buf[j], shift, dev1, dev2)
+    for j in range(lo, lo + k):
+        dev1, dev2 = var_push(buf[j], shift, dev1, dev2)
+    mean = dev1 * inv
+    scale = unfused(dev2 * inv)
+    variance = scale - unfused(mean * mean)
+    if variance < 1e-12 * scale:
+        variance = 0.0  # no spread the shift can resolve: the digits left are noise
+    t = buf[lo + k] - shift
+    return shift, dev1 - t, dev2 - unfused(t * t), variance
+
+
+@step
+def var_window(x, old, shift, dev1, dev2, inv):
+    """One window of TA-Lib's variance: add ``x``, read the variance, remove the oldest value
+    ``old``. Returns (dev1, dev2, variance, stale): when ``stale`` (the sums lost too many digits,
+    or an outlier just left the window) or its scheduled count runs out, the caller, which holds
+    the window, calls :func:`var_reseed` as TA-Lib does."""
+    dev1, dev2 = var_push(x, shift, dev1, dev2)
+    mean = dev1 * inv
+    variance = unfused(dev2 * inv) - unfused(mean * mean)
+    t = old - shift
+    dev1 -= t
+    sq = unfused(t * t)
+    dev2 -= sq
+    return dev1, dev2, variance, variance < 1e-6 * (dev2 * inv) or sq > 1e6 * dev2
+
+
+@step
+def window_step(st, v, n, count, x):
+    """Streaming form of the window: push ``x`` (the ``count``-th value) into the block at
+    ``st[v:]``; returns (running sum before removing the oldest, variance), NaN in warm-up."""
+    ring = v + _RING
+    st[ring + (count - 1) % n] = x
+    if count == 1:
+        st[v + _SHIFT] = x
+    total = st[v + _TOTAL] + x
+    if count < n:
+        st[v + _TOTAL] = total
+        st[v + _DEV1], st[v + _DEV2] = var_push(x, st[v + _SHIFT], st[v + _DEV1], st[v + _DEV2])
+        return NAN, NAN
+    k = count % n
+    inv = st[v + _INV]
+    shift = st[v + _SHIFT]
+    st[v + _TOTAL] = total - st[ring + k]
+    dev1, dev2, variance, stale = var_window(
+        x, st[ring + k], shift, st[v + _DEV1], st[v + _DEV2], inv
+    )
+    reseed = st[v + _RESEED] - 1.0
+    if stale or reseed <= 0.0:
+        reseed = 32.0 * n
+        shift, dev1, dev2, variance = var_reseed(st, ring, k, n, inv)
+    st[v + _SHIFT] = shift
+    st[v + _DEV1] = dev1
+    st[v + _DEV2] = dev2
+    st[v + _RESEED] = reseed
+    return total, variance
+
+
+def _window_init(state, v, timeperiod):
+    state[v + _INV] = 1.0 / timeperiod
+    state[v + _RESEED] = 32 * timeperiod
+
+
+# --- STDDEV ----------------------------------------------------------------------------------
+@kernel
+def _stddev(real, timeperiod, nbdev, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n - 1, size)] = NAN
+    if size < n:
+        return
+    inv = 1.0 / n
+    shift = real[0]
+    dev1 = 0.0
+    dev2 = 0.0
+    for i in range(n - 1):
+        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
+    reseed = 32 * n
+    new = real[n - 1 :]  # loops index windows by their oldest row: no negative-index checks
+    out = out[n - 1 :]
+    for j in range(size - n + 1):
+        dev1, dev2, variance, stale = var_window(new[j], real[j], shift, dev1, dev2, inv)
+        reseed -= 1
+        if stale or reseed <= 0:
+            reseed = 32 * n
+            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
+        out[j] = math.sqrt(variance) * nbdev
+
+
+@step
+def stddev_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, nbdev, window block (see _RING)
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = int(st[b]) + 1
+    st[b] = count
+    _, variance = window_step(st, b + 3, int(st[b + 1]), count, close)
+    out[o] = math.sqrt(variance) * st[b + 2]
+
+
+def _stddev_init(state, base, timeperiod, nbdev):
+    state[base + 1] = timeperiod
+    state[base + 2] = nbdev
+    _window_init(state, base + 3, timeperiod)
+
+
+def stddev(real, timeperiod=5, nbdev=1.0):
+    """Population standard deviation over ``timeperiod`` values times ``nbdev``; NaN for the
+    first ``timeperiod - 1``."""
+    bound = STDDEV.bind(timeperiod=timeperiod, nbdev=nbdev)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _stddev(x[start:], bound["timeperiod"], bound["nbdev"], out[start:])
+    return out
+
+
+STDDEV = Indicator(
+    name="stddev",
+    kind=K_STDDEV,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(default=5), Param("nbdev", 1.0, -TA_REAL, TA_REAL, integer=False)),
+    batch=stddev,
+    lookback=lambda timeperiod, nbdev: timeperiod - 1,
+    width=lambda timeperiod, nbdev: 3 + _RING + timeperiod,
+    init=_stddev_init,
+)
+
+
+# --- BBANDS ----------------------------------------------------------------------------------
+@step
+def bands(middle, deviation, nbdevup, nbdevdn):
+    """Upper and lower band as TA-Lib's build rounds them: with one width both are
+    ``middle ± deviation * nbdev`` from a single product; with two, the upper band is one
+    multiply-add and the lower one a product then a subtraction."""
+    if nbdevup == nbdevdn:
+        width = unfused(deviation * nbdevup)
+        return middle + width, middle - width
+    return fma(deviation, nbdevup, middle), middle - unfused(deviation * nbdevdn)
+
+
+@kernel
+def _bbands(real, timeperiod, nbdevup, nbdevdn, upper, middle, lower):
+    n = timeperiod
+    size = real.shape[0]
+    warm = min(n - 1, size)
+    upper[:warm] = NAN
+    middle[:warm] = NAN
+    lower[:warm] = NAN
+    if size < n:
+        return
+    inv = 1.0 / n
+    shift = real[0]
+    total = 0.0
+    dev1 = 0.0
+    dev2 = 0.0
+    for i in range(n - 1):
+        total += real[i]
+        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
+    reseed = 32 * n
+    new = real[n - 1 :]
+    upper = upper[n - 1 :]
+    middle = middle[n - 1 :]
+    lower = lower[n - 1 :]
+    for j in range(size - n + 1):
+        x = new[j]
+        total += x
+        mid = total / n
+        total -= real[j]
+        dev1, dev2, variance, stale = var_window(x, real[j], shift, dev1, dev2, inv)
+        reseed -= 1
+        if stale or reseed <= 0:
+            reseed = 32 * n
+            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
+        middle[j] = mid
+        upper[j], lower[j] = bands(mid, math.sqrt(variance), nbdevup, nbdevdn)
+
+
+@step
+def bbands_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, nbdevup, nbdevdn, matype, window block (see _RING)
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        out[o + 1] = NAN
+        out[o + 2] = NAN
+        return
+    count = int(st[b]) + 1
+    st[b] = count
+    n = int(st[b + 1])
+    total, variance = window_step(st, b + 5, n, count, close)
+    mid = total / n
+    out[o], out[o + 2] = bands(mid, math.sqrt(variance), st[b + 2], st[b + 3])
+    out[o + 1] = mid
+
+
+def _bbands_init(state, base, timeperiod, nbdevup, nbdevdn, matype):
+    state[base + 1 : base + 5] = timeperiod, nbdevup, nbdevdn, matype
+    _window_init(state, base + 5, timeperiod)
+
+
+def bbands(real, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0):
+    """Bollinger Bands: (upperband, middleband, lowerband) = SMA ± nbdev * population standard
+    deviation over ``timeperiod`` values; NaN for the first ``timeperiod - 1``."""
+    bound = BBANDS.bind(timeperiod=timeperiod, nbdevup=nbdevup, nbdevdn=nbdevdn, matype=matype)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    upper, middle, lower = inputs.output(x.shape[0], start, 3)
+    _bbands(
+        x[start:],
+        bound["timeperiod"],
+        bound["nbdevup"],
+        bound["nbdevdn"],
+        upper[start:],
+        middle[start:],
+        lower[start:],
+    )
+    return upper, middle, lower
+
+
+BBANDS = Indicator(
+    name="bbands",
+    kind=K_BBANDS,
+    inputs=("close",),
+    outputs=("upperband", "middleband", "lowerband"),
+    params=(
+        period(default=20),
+        Param("nbdevup", 2.0, -TA_REAL, TA_REAL, integer=False),
+        Param("nbdevdn", 2.0, -TA_REAL, TA_REAL, integer=False),
+        matype(),
+    ),
+    batch=bbands,
+    lookback=lambda timeperiod, nbdevup, nbdevdn, matype: timeperiod - 1,
+    width=lambda timeperiod, nbdevup, nbdevdn, matype: 5 + _RING + timeperiod,
+    init=_bbands_init,
+)
+
+
+# --- ZSCORE ----------------------------------------------------------------------------------
+@step
+def zscore_value(x, total, n, variance):
+    """(x - mean) / stddev, NaN where the deviation is 0."""
+    deviation = math.sqrt(variance)
+    return (x - total / n) / deviation if deviation != 0.0 else NAN
+
+
+@kernel
+def _zscore(real, timeperiod, out):
+    n = timeperiod
+    size = real.shape[0]
+    out[: min(n - 1, size)] = NAN
+    if size < n:
+        return
+    inv = 1.0 / n
+    shift = real[0]
+    total = 0.0
+    dev1 = 0.0
+    dev2 = 0.0
+    for i in range(n - 1):
+        total += real[i]
+        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
+    reseed = 32 * n
+    new = real[n - 1 :]
+    out = out[n - 1 :]
+    for j in range(size - n + 1):
+        x = new[j]
+        total += x
+        value = total
+        total -= real[j]
+        dev1, dev2, variance, stale = var_window(x, real[j], shift, dev1, dev2, inv)
+        reseed -= 1
+        if stale or reseed <= 0:
+            reseed = 32 * n
+            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
+        out[j] = zscore_value(x, value, n, variance)
+
+
+@step
+def zscore_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, timeperiod, window block (see _RING)
+    if st[b] == 0.0 and np.isnan(close):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = int(st[b]) + 1
+    st[b] = count
+    n = int(st[b + 1])
+    total, variance = window_step(st, b + 2, n, count, close)
+    out[o] = zscore_value(close, total, n, variance)
+
+
+def _zscore_init(state, base, timeperiod):
+    state[base + 1] = timeperiod
+    _window_init(state, base + 2, timeperiod)
+
+
+def zscore(real, timeperiod=20):
+    """Rolling z-score: (real - mean) / stddev over the last ``timeperiod`` values (TA-Lib has
+    none). The mean is TA-Lib's SMA and the deviation TA-Lib's population STDDEV(nbdev=1), bit
+    for bit, so ``zscore == (real - SMA) / STDDEV``; NaN where the deviation is 0 and for the first
+    ``timeperiod - 1``."""
+    bound = ZSCORE.bind(timeperiod=timeperiod)
+    x = inputs.series("real", real)
+    start = inputs.valid_from(x)
+    (out,) = inputs.output(x.shape[0], start)
+    _zscore(x[start:], bound["timeperiod"], out[start:])
+    return out
+
+
+ZSCORE = Indicator(
+    name="zscore",
+    kind=K_ZSCORE,
+    inputs=("close",),
+    outputs=("real",),
+    params=(period(default=20),),
+    batch=zscore,
+    lookback=lambda timeperiod: timeperiod - 1,
+    width=lambda timeperiod: 2 + _RING + timeperiod,
+    init=_zscore_init,
+)
+
+
+# --- TRANGE, ATR, NATR -----------------------------------------------------------------------
+@step
+def true_range(high, low, prev_close):
+    """The greatest of high - low, |prev_close - high| and |prev_close - low|, compared in
+    TA-Lib's order (so a NaN previous close falls back to high - low, as there)."""
+    greatest = high - low
+    up = abs(prev_close - high)
+    greatest = up if up > greatest else greatest
+    down = abs(prev_close - low)
+    return down if down > greatest else greatest
+
+
+@kernel
+def _trange(high, low, close, out):
+    size = high.shape[0]
+    out[: min(1, size)] = NAN
+    for i in range(1, size):
+        out[i] = true_range(high[i], low[i], close[i - 1])
+
+
+@step
+def trange_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, previous close
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    count = st[b] + 1.0
+    st[b] = count
+    out[o] = NAN if count == 1.0 else true_range(high, low, st[b + 1])
+    st[b + 1] = close
+
+
+def trange(high, low, close):
+    """True range: the greatest of high - low and the distances from the previous close to
+    high and low; NaN for the first bar."""
+    h = inputs.series("high", high)
+    lo = inputs.series("low", low)
+    c = inputs.series("close", close)
+    inputs.same_length(high=h, low=lo, close=c)
+    start = inputs.valid_from(h, lo, c)
+    (out,) = inputs.output(h.shape[0], start)
+    _trange(h[start:], lo[start:], c[start:], out[start:])
+    return out
+
+
+TRANGE = Indicator(
+    name="trange",
+    kind=K_TRANGE,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(),
+    batch=trange,
+    lookback=lambda: 1,
+    width=lambda: 2,
+)
+
+
+@step
+def wilder_next(prev, x, alpha, beta):
+    """One Wilder step as TA-Lib writes it, alpha * x + beta * prev with beta = (n - 1) / n and
+    alpha = 1 - beta, rounded as its build does: the second product fused into the sum."""
+    return fma(beta, prev, alpha * x)
+
+
+@step
+def natr_value(atr, close, n):
+    """ATR as a percentage of the close; period 1 is the raw true range, as in TA-Lib."""
+    if n <= 1:
+        return atr
+    return (atr / close) * 100.0 if close != 0.0 else 0.0
+
+
+@kernel
+def _atr(high, low, close, timeperiod, normalize, out):
+    n = timeperiod
+    size = high.shape[0]
+    out[: min(n, size)] = NAN
+    if size <= n:
+        return
+    beta = (n - 1) / n
+    alpha = 1.0 - beta
+    total = 0.0
+    prev_close = close[0]
+    for i in range(1, n + 1):
+        total += true_range(high[i], low[i], prev_close)
+        prev_close = close[i]
+    atr = total / n
+    # views from row n + 1 so that the loops index from 0: no negative-index checks
+    high = high[n + 1 :]
+    low = low[n + 1 :]
+    close = close[n + 1 :]
+    if normalize:
+        out[n] = natr_value(atr, prev_close, n)
+        out = out[n + 1 :]
+        for i in range(size - n - 1):
+            atr = wilder_next(atr, true_range(high[i], low[i], prev_close), alpha, beta)
+            prev_close = close[i]
+            out[i] = natr_value(atr, prev_close, n)
+    else:
+        out[n] = atr
+        out = out[n + 1 :]
+        for i in range(size - n - 1):
+            atr = wilder_next(atr, true_range(high[i], low[i], prev_close), alpha, beta)
+            prev_close = close[i]
+            out[i] = atr
+
+
+@step
+def atr_update(st, b, high, low, close):
+    """The ATR after this bar (NaN in warm-up); state: count, timeperiod, alpha, beta, previous
+    close, running true-range total then the ATR."""
+    count = st[b] + 1.0
+    st[b] = count
+    n = st[b + 1]
+    value = NAN
+    if count > 1.0:
+        tr = true_range(high, low, st[b + 4])
+        if count <= n:
+            st[b + 5] += tr
+        elif count == n + 1.0:
+            value = (st[b + 5] + tr) / n
+        else:
+            value = wilder_next(st[b + 5], tr, st[b + 2], st[b + 3])
+        if count > n:
+            st[b + 5] = value
+    st[b + 4] = close
+    return value
+
+
+@step
+def atr_step(st, b, high, low, close, volume, session, out, o):
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    out[o] = atr_update(st, b, high, low, close)
+
+
+@step
+def natr_step(st, b, high, low, close, volume, session, out, o):
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    value = atr_update(st, b, high, low, close)
+    n = st[b + 1]
+    out[o] = natr_value(value, close, n) if st[b] > n else NAN
+
+
+def _atr_init(state, base, timeperiod):
+    beta = (timeperiod - 1) / timeperiod
+    state[base + 1 : base + 4] = timeperiod, 1.0 - beta, beta
+
+
+def _atr_batch(ind, high, low, close, timeperiod, normalize):
+    bound = ind.bind(timeperiod=timeperiod)
+    h = inputs.series("high", high)
+    lo = inputs.series("low", low)
+    c = inputs.series("close", close)
+    inputs.same_length(high=h, low=lo, close=c)
+    start = inputs.valid_from(h, lo, c)
+    (out,) = inputs.output(h.shape[0], start)
+    _atr(h[start:], lo[start:], c[start:], bound["timeperiod"], normalize, out[start:])
+    return out
+
+
+def atr(high, low, close, timeperiod=14):
+    """Average true range: Wilder's smoothing of the true range, seeded with the mean of the
+    first ``timeperiod`` true ranges; NaN for the first ``timeperiod`` bars (period 1 is the
+    true range)."""
+    return _atr_batch(ATR, high, low, close, timeperiod, False)
+
+
+def natr(high, low, close, timeperiod=14):
+    """Normalized ATR: 100 * ATR / close (0 where the close is 0; period 1 is the raw true
+    range, as in TA-Lib); NaN for the first ``timeperiod`` bars."""
+    return _atr_batch(NATR, high, low, close, timeperiod, True)
+
+
+ATR = Indicator(
+    name="atr",
+    kind=K_ATR,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14, low=1),),
+    batch=atr,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 6,
+    init=_atr_init,
+)
+
+NATR = Indicator(
+    name="natr",
+    kind=K_NATR,
+    inputs=("high", "low", "close"),
+    outputs=("real",),
+    params=(period(default=14, low=1),),
+    batch=natr,
+    lookback=lambda timeperiod: timeperiod,
+    width=lambda timeperiod: 6,
+    init=_atr_init,
+)
+
+
+# --- bank dispatch ---------------------------------------------------------------------------
+@step
 def dispatch(kind, st, b, high, low, close, volume, session, out, o):
     """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    return False
+    if kind == K_STDDEV:
+        stddev_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_BBANDS:
+        bbands_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_TRANGE:
+        trange_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_ATR:
+        atr_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_NATR:
+        natr_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_ZSCORE:
+        zscore_step(st, b, high, low, close, volume, session, out, o)
+    else:
+        return False
+    return True
 
 
-INDICATORS = ()
+INDICATORS = (STDDEV, BBANDS, TRANGE, ATR, NATR, ZSCORE)

@@ -1,14 +1,229 @@
-"""Volume: OBV, AD and session-anchored VWAP (TA-Lib's definitions and warm-up)."""
+"""Volume: OBV and AD (TA-Lib's definitions) and session-anchored VWAP.
+
+All three are running sums with no warm-up. The hot loops choose with selects, not branches: an
+up or down close is a coin toss the branch predictor loses, and every select here is written so
+that it rounds exactly as TA-Lib's branchy code does.
+"""
 
 from __future__ import annotations
 
-from tickd.strategies.indicators.jit import step
+import numpy as np
+
+from tickd.strategies.indicators import inputs
+from tickd.strategies.indicators.averages import unfused
+from tickd.strategies.indicators.catalog import Indicator
+from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.volatility import fma
+
+K_OBV = 600
+K_AD = 601
+K_VWAP = 602
+
+NAN = np.nan
+
+
+# --- OBV -------------------------------------------------------------------------------------
+@step
+def obv_next(obv, prev, x, volume):
+    """Add the volume on an up close, subtract it on a down close (TA-Lib's ``prevOBV +=`` and
+    ``-=``). Adding -0.0 on an unchanged (or NaN) close keeps every bit of ``obv``, so the sum
+    needs no branch; ``obv - volume`` is ``obv + (-volume)`` exactly."""
+    down = -volume
+    signed = volume if x > prev else -0.0
+    signed = down if x < prev else signed
+    return obv + signed
+
+
+@kernel
+def _obv(real, volume, out):
+    size = real.shape[0]
+    if size == 0:
+        return
+    obv = volume[0]
+    prev = real[0]
+    for i in range(size):
+        x = real[i]
+        obv = obv_next(obv, prev, x, volume[i])
+        out[i] = obv
+        prev = x
 
 
 @step
+def obv_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, previous close, OBV
+    if st[b] == 0.0:
+        if np.isnan(close) or np.isnan(volume):
+            out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+            return
+        st[b + 1] = close
+        st[b + 2] = volume
+    st[b] += 1.0
+    obv = obv_next(st[b + 2], st[b + 1], close, volume)
+    st[b + 1] = close
+    st[b + 2] = obv
+    out[o] = obv
+
+
+def obv(real, volume):
+    """On-balance volume, starting from the first bar's volume; no warm-up."""
+    x = inputs.series("real", real)
+    v = inputs.series("volume", volume)
+    inputs.same_length(real=x, volume=v)
+    start = inputs.valid_from(x, v)
+    (out,) = inputs.output(x.shape[0], start)
+    _obv(x[start:], v[start:], out[start:])
+    return out
+
+
+OBV = Indicator(
+    name="obv",
+    kind=K_OBV,
+    inputs=("close", "volume"),
+    outputs=("real",),
+    params=(),
+    batch=obv,
+    lookback=lambda: 0,
+    width=lambda: 3,
+)
+
+
+# --- AD --------------------------------------------------------------------------------------
+@step
+def money_flow(high, low, close, volume):
+    """((close - low) - (high - close)) / (high - low) * volume, rounded as TA-Lib's build does
+    (product, then sum), where high > low; elsewhere -0.0, which adds to the line without
+    changing a bit of it (so no branch is needed)."""
+    spread = high - low
+    flow = ((close - low) - (high - close)) / spread
+    return unfused(flow * volume) if spread > 0.0 else -0.0
+
+
+@kernel
+def _ad(high, low, close, volume, out):
+    ad = 0.0
+    for i in range(high.shape[0]):
+        ad += money_flow(high[i], low[i], close[i], volume[i])
+        out[i] = ad
+
+
+@step
+def ad_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, AD
+    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close) or np.isnan(volume)):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    st[b] += 1.0
+    ad = st[b + 1] + money_flow(high, low, close, volume)
+    st[b + 1] = ad
+    out[o] = ad
+
+
+def ad(high, low, close, volume):
+    """Chaikin accumulation/distribution line: the running sum of money-flow volume; no
+    warm-up (bars with high == low add nothing)."""
+    h = inputs.series("high", high)
+    lo = inputs.series("low", low)
+    c = inputs.series("close", close)
+    v = inputs.series("volume", volume)
+    inputs.same_length(high=h, low=lo, close=c, volume=v)
+    start = inputs.valid_from(h, lo, c, v)
+    (out,) = inputs.output(h.shape[0], start)
+    _ad(h[start:], lo[start:], c[start:], v[start:], out[start:])
+    return out
+
+
+AD = Indicator(
+    name="ad",
+    kind=K_AD,
+    inputs=("high", "low", "close", "volume"),
+    outputs=("real",),
+    params=(),
+    batch=ad,
+    lookback=lambda: 0,
+    width=lambda: 2,
+)
+
+
+# --- VWAP ------------------------------------------------------------------------------------
+@step
+def vwap_next(pv, cv, new, high, low, close, volume):
+    """The session's sums after this bar, starting afresh when ``new``, and the VWAP."""
+    typical = (high + low + close) / 3.0
+    pv = fma(typical, volume, 0.0 if new else pv)
+    cv = (0.0 if new else cv) + volume
+    return pv, cv, (pv / cv if cv != 0.0 else NAN)
+
+
+@kernel
+def _vwap(high, low, close, volume, session, out):
+    pv = 0.0
+    cv = 0.0
+    for i in range(high.shape[0]):
+        new = i == 0 or session[i] != session[i - 1]
+        pv, cv, out[i] = vwap_next(pv, cv, new, high[i], low[i], close[i], volume[i])
+
+
+@step
+def vwap_step(st, b, high, low, close, volume, session, out, o):
+    # state: count, session of the previous bar, price * volume and volume summed over it
+    first = st[b] == 0.0
+    if first and (
+        np.isnan(high) or np.isnan(low) or np.isnan(close) or np.isnan(volume) or np.isnan(session)
+    ):
+        out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
+        return
+    st[b] += 1.0
+    new = first or session != st[b + 1]
+    st[b + 1] = session
+    st[b + 2], st[b + 3], out[o] = vwap_next(st[b + 2], st[b + 3], new, high, low, close, volume)
+
+
+def vwap(high, low, close, volume, session):
+    """Session-anchored volume-weighted average price (TA-Lib has none).
+
+    The typical price (high + low + close) / 3 weighted by volume and summed since the session
+    began, divided by the volume summed since then. A session begins at the first bar and
+    wherever ``session`` (session ids such as day numbers, as floats) differs from the previous
+    bar's (a NaN id differs from everything). No warm-up; NaN while the session's volume sums to 0,
+    and a NaN price or volume leaves NaN until the next session.
+    """
+    h = inputs.series("high", high)
+    lo = inputs.series("low", low)
+    c = inputs.series("close", close)
+    v = inputs.series("volume", volume)
+    s = inputs.series("session", session)
+    inputs.same_length(high=h, low=lo, close=c, volume=v, session=s)
+    start = inputs.valid_from(h, lo, c, v, s)
+    (out,) = inputs.output(h.shape[0], start)
+    _vwap(h[start:], lo[start:], c[start:], v[start:], s[start:], out[start:])
+    return out
+
+
+VWAP = Indicator(
+    name="vwap",
+    kind=K_VWAP,
+    inputs=("high", "low", "close", "volume", "session"),
+    outputs=("real",),
+    params=(),
+    batch=vwap,
+    lookback=lambda: 0,
+    width=lambda: 4,
+)
+
+
+# --- bank dispatch ---------------------------------------------------------------------------
+@step
 def dispatch(kind, st, b, high, low, close, volume, session, out, o):
     """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    return False
+    if kind == K_OBV:
+        obv_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_AD:
+        ad_step(st, b, high, low, close, volume, session, out, o)
+    elif kind == K_VWAP:
+        vwap_step(st, b, high, low, close, volume, session, out, o)
+    else:
+        return False
+    return True
 
 
-INDICATORS = ()
+INDICATORS = (OBV, AD, VWAP)

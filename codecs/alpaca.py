@@ -16,6 +16,7 @@ Every server frame is an array of objects tagged by ``T``. Decoding takes two ro
   itself. Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final, Literal, TypeAlias, cast
 
@@ -162,13 +163,16 @@ def _news_wire(time_type: Any) -> type[Struct]:
     )
 
 
-def _wire_types(stream: Stream, time_type: Any) -> list[type[Struct]]:
+@functools.cache
+def _wire_types(stream: Stream, time_type: Any) -> tuple[type[Struct], ...]:
+    """The wire structs of a stream, made once: every decoder of the stream shares them (msgspec
+    caches what it learns of a type on the type, so new types would be learned again)."""
     if stream == "news":
-        return [_news_wire(time_type)]
+        return (_news_wire(time_type),)
     if stream == "options":
         # Options carry their condition as one string, not an array.
-        return [_wire(cls, time_type, conditions=(str, "")) for cls in STREAM_TYPES[stream]]
-    return [_wire(cls, time_type) for cls in STREAM_TYPES[stream]]
+        return tuple(_wire(cls, time_type, conditions=(str, "")) for cls in STREAM_TYPES[stream])
+    return tuple(_wire(cls, time_type) for cls in STREAM_TYPES[stream])
 
 
 CONTROL_TYPES: Final = (Success, StreamError, Subscription)
@@ -409,8 +413,10 @@ def _ext_to_ns(value: msgspec.msgpack.Ext) -> int:
 _LOCAL_FIELDS: Final = frozenset({"ts_recv"})
 
 
+@functools.cache
 def _plan(cls: type[Struct]) -> list[tuple[str, str, Any]]:
-    """(attribute, wire key, default) for the fields that go on the wire, in order."""
+    """(attribute, wire key, default) for the fields that go on the wire, in order (once per
+    struct type: ``msgspec.structs.fields`` resolves the type annotations on every call)."""
     plan = []
     for info in msgspec.structs.fields(cls):
         if info.name in _LOCAL_FIELDS:

@@ -1,9 +1,9 @@
 """Moving averages: SMA, EMA, WMA, DEMA, TEMA, KAMA (TA-Lib's definitions and warm-up).
 
 Each indicator comes in three forms sharing one definition of the maths: the batch kernel
-(``_sma``), the streaming step (``sma_step``, see :mod:`.catalog` for the state layout) and, through
-:func:`dispatch`, the bank. Running sums are added and subtracted in TA-Lib's order so results
-match it bit for bit.
+(``_sma``), the streaming step (``sma_step``, see :mod:`.catalog` for the state layout) and the
+bank, which compiles the steps of its indicators into one loop. Running sums are added and
+subtracted in TA-Lib's order so results match it bit for bit.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ from numba.extending import intrinsic
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-
-K_SMA = 100
-K_EMA = 101
-K_WMA = 102
-K_DEMA = 103
-K_TEMA = 104
-K_KAMA = 105
 
 NAN = np.nan
 
@@ -46,14 +39,20 @@ def unfused(typingctx, value):
     return types.float64(types.float64), codegen
 
 
+@step
+def copy(real, out):
+    """``out[:] = real`` as a loop: numba's slice assignment drags in a shape-mismatch error
+    formatter that takes seconds to compile."""
+    for i in range(real.shape[0]):
+        out[i] = real[i]
+
+
 # --- SMA -------------------------------------------------------------------------------------
 @kernel
 def _sma(real, timeperiod, out):
     n = timeperiod
     size = real.shape[0]
-    if n == 1:  # TA-Lib returns the input unchanged
-        out[:] = real
-        return
+    # No shortcut for n == 1: TA-Lib runs its running sum, so one NaN poisons every later value.
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
@@ -76,9 +75,6 @@ def sma_step(st, b, high, low, close, volume, session, out, o):
     count = st[b] + 1.0
     st[b] = count
     n = st[b + 1]
-    if n == 1.0:
-        out[o] = close
-        return
     ring = b + 4
     pos = int(st[b + 3])
     st[ring + pos] = close
@@ -105,7 +101,7 @@ def sma(real, timeperiod=30):
 
 SMA = Indicator(
     name="sma",
-    kind=K_SMA,
+    step=sma_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -127,7 +123,7 @@ def _ema(real, timeperiod, out):
     n = timeperiod
     size = real.shape[0]
     if n == 1:  # TA-Lib returns the input unchanged
-        out[:] = real
+        copy(real, out)
         return
     out[: min(n - 1, size)] = NAN
     if size < n:
@@ -189,7 +185,7 @@ def ema(real, timeperiod=30):
 
 EMA = Indicator(
     name="ema",
-    kind=K_EMA,
+    step=ema_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -226,7 +222,7 @@ def _wma(real, timeperiod, out):
     if size < n:
         return
     if n == 1:
-        out[:] = real  # TA-Lib copies the input
+        copy(real, out)  # TA-Lib copies the input
         return
     divider = n * (n + 1.0) * 0.5
     # period_sum holds each value of the window as many times as its weight and period_sub their
@@ -300,7 +296,7 @@ def wma(real, timeperiod=30):
 
 WMA = Indicator(
     name="wma",
-    kind=K_WMA,
+    step=wma_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -324,7 +320,7 @@ def _dema(real, timeperiod, out):
     if size <= lookback:
         return
     if n == 1:
-        out[:] = real
+        copy(real, out)
         return
     k = 2.0 / (n + 1)
     total = 0.0
@@ -377,7 +373,7 @@ def dema(real, timeperiod=30):
 
 DEMA = Indicator(
     name="dema",
-    kind=K_DEMA,
+    step=dema_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -403,7 +399,7 @@ def _tema(real, timeperiod, out):
     if size <= lookback:
         return
     if n == 1:
-        out[:] = real
+        copy(real, out)
         return
     k = 2.0 / (n + 1)
     total = 0.0
@@ -467,7 +463,7 @@ def tema(real, timeperiod=30):
 
 TEMA = Indicator(
     name="tema",
-    kind=K_TEMA,
+    step=tema_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -508,7 +504,7 @@ def _kama(real, timeperiod, out):
     if size <= lookback:
         return
     if n == 1:
-        out[:] = real  # TA-Lib copies the input
+        copy(real, out)  # TA-Lib copies the input
         return
     path = 0.0
     flat = 0  # how many of the latest 1-bar moves are exactly 0
@@ -591,7 +587,7 @@ def kama(real, timeperiod=30):
 
 KAMA = Indicator(
     name="kama",
-    kind=K_KAMA,
+    step=kama_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(low=1),),
@@ -599,27 +595,6 @@ KAMA = Indicator(
     lookback=lambda timeperiod: timeperiod if timeperiod > 1 else 0,
     width=lambda timeperiod: 6 + timeperiod,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_SMA:
-        sma_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_EMA:
-        ema_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_WMA:
-        wma_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_DEMA:
-        dema_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_TEMA:
-        tema_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_KAMA:
-        kama_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (SMA, EMA, WMA, DEMA, TEMA, KAMA)

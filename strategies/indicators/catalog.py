@@ -53,13 +53,14 @@ def matype(name: str = "matype") -> Param:
 class Indicator:
     """An indicator's contract: batch function, streaming state size and look-back.
 
-    ``kind`` is the code the compiled dispatch switches on; ``width`` and ``lookback`` take the
-    bound parameters as keywords; ``init`` writes a fresh state into ``state[base:base+width]``
-    (the default writes the count and the parameters, see the module docstring).
+    ``step`` is the compiled streaming step the bank calls (signature of ``ema_step``);
+    ``width`` and ``lookback`` take the bound parameters as keywords; ``init`` writes a fresh
+    state into ``state[base:base+width]`` (the default writes the count and the parameters, see
+    the module docstring).
     """
 
     name: str
-    kind: int
+    step: Any
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     params: tuple[Param, ...]

@@ -14,11 +14,13 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.stochastic import price_series, skip_leading_nan, unfused
-
-K_ADX = 400
-K_PLUS_DI = 401
-K_MINUS_DI = 402
+from tickd.strategies.indicators.stochastic import (
+    at,
+    price_series,
+    put,
+    skip_leading_nan,
+    unfused,
+)
 
 NAN = np.nan
 
@@ -30,8 +32,10 @@ def directional_movement(high, low, prev_high, prev_low):
     the other 0 (both 0 on a tie or NaN)."""
     up = high - prev_high
     down = prev_low - low
-    plus = up if up > 0.0 and up > down else 0.0
-    minus = down if down > 0.0 and up < down else 0.0
+    # "up > 0 and up > down" as one compare (so a select, not a branch): a NaN down stays NaN
+    # in the bound, and the compare is false for it as for a NaN up.
+    plus = up if up > (0.0 if down < 0.0 else down) else 0.0
+    minus = down if down > (0.0 if up < 0.0 else up) else 0.0
     return plus, minus
 
 
@@ -71,14 +75,20 @@ def directional_index_1(dm1, tr1):
 def dx(plus_dm, minus_dm, tr):
     """Wilder's DX from smoothed movements and range, and whether the bar has one (TA-Lib skips
     a bar whose true range is not > 0 or whose DI sum is zero within 1e-14)."""
-    if not tr > 0.0:
-        return 0.0, False
     minus_di = unfused(100.0 * (minus_dm / tr))
     plus_di = unfused(100.0 * (plus_dm / tr))
     total = minus_di + plus_di
-    if -1e-14 < total < 1e-14:
-        return 0.0, False
-    return unfused(100.0 * (abs(minus_di - plus_di) / total)), True
+    value = unfused(100.0 * (abs(minus_di - plus_di) / total))
+    return value, tr > 0.0 and not -1e-14 < total < 1e-14
+
+
+@step
+def _bar(high, low, close, i):
+    """Bar ``i``'s (+DM, -DM, TR) against bar ``i - 1``."""
+    h = at(high, i)
+    lo = at(low, i)
+    up, down = directional_movement(h, lo, at(high, i - 1), at(low, i - 1))
+    return up, down, true_range(h, lo, at(close, i - 1))
 
 
 @step
@@ -109,27 +119,28 @@ def _adx(high, low, close, timeperiod, out):
         return
     plus = minus = tr = 0.0
     for i in range(1, n):
-        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
+        up, down, tr1 = _bar(high, low, close, i)
         plus += up
         minus += down
-        tr += true_range(high[i], low[i], close[i - 1])
+        tr += tr1
     total = 0.0
-    for i in range(n, size):
-        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
+    for i in range(n, lookback + 1):
+        up, down, tr1 = _bar(high, low, close, i)
         plus = wilder(plus, up, n)
         minus = wilder(minus, down, n)
-        tr = wilder(tr, true_range(high[i], low[i], close[i - 1]), n)
+        tr = wilder(tr, tr1, n)
         value, ok = dx(plus, minus, tr)
-        if i > lookback:
-            if ok:
-                total = (unfused(total * (n - 1.0)) + value) / n
-            out[i] = total
-        else:
-            if ok:
-                total += value
-            if i == lookback:
-                total /= n
-                out[i] = total
+        total = total + value if ok else total
+    adx = total / n
+    put(out, lookback, adx)
+    for i in range(lookback + 1, size):
+        up, down, tr1 = _bar(high, low, close, i)
+        plus = wilder(plus, up, n)
+        minus = wilder(minus, down, n)
+        tr = wilder(tr, tr1, n)
+        value, ok = dx(plus, minus, tr)
+        adx = (unfused(adx * (n - 1.0)) + value) / n if ok else adx
+        put(out, i, adx)
 
 
 @step
@@ -183,7 +194,7 @@ def adx(high, low, close, timeperiod=14):
 
 ADX = Indicator(
     name="adx",
-    kind=K_ADX,
+    step=adx_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14),),
@@ -199,24 +210,25 @@ def _di(high, low, close, timeperiod, minus, out):
     # One kernel for both sides: ``minus`` picks -DM over +DM.
     n = timeperiod
     size = high.shape[0]
-    lookback = n if n > 1 else 1
+    lookback = max(n, 1)
     out[: min(lookback, size)] = NAN
     if size <= lookback:
         return
+    if n == 1:
+        for i in range(1, size):
+            up, down, tr1 = _bar(high, low, close, i)
+            put(out, i, directional_index_1(down if minus else up, tr1))
+        return
     dm = tr = 0.0
-    for i in range(1, size):
-        up, down = directional_movement(high[i], low[i], high[i - 1], low[i - 1])
-        dm1 = down if minus else up
-        tr1 = true_range(high[i], low[i], close[i - 1])
-        if n == 1:
-            out[i] = directional_index_1(dm1, tr1)
-        elif i < n:
-            dm += dm1
-            tr += tr1
-        else:
-            dm = wilder(dm, dm1, n)
-            tr = wilder(tr, tr1, n)
-            out[i] = directional_index(dm, tr)
+    for i in range(1, n):
+        up, down, tr1 = _bar(high, low, close, i)
+        dm += down if minus else up
+        tr += tr1
+    for i in range(n, size):
+        up, down, tr1 = _bar(high, low, close, i)
+        dm = wilder(dm, down if minus else up, n)
+        tr = wilder(tr, tr1, n)
+        put(out, i, directional_index(dm, tr))
 
 
 @step
@@ -277,7 +289,7 @@ def minus_di(high, low, close, timeperiod=14):
 
 PLUS_DI = Indicator(
     name="plus_di",
-    kind=K_PLUS_DI,
+    step=plus_di_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14, low=1),),
@@ -288,7 +300,7 @@ PLUS_DI = Indicator(
 
 MINUS_DI = Indicator(
     name="minus_di",
-    kind=K_MINUS_DI,
+    step=minus_di_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14, low=1),),
@@ -296,21 +308,6 @@ MINUS_DI = Indicator(
     lookback=lambda timeperiod: timeperiod,
     width=lambda timeperiod: 7,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_ADX:
-        adx_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_PLUS_DI:
-        plus_di_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_MINUS_DI:
-        minus_di_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (ADX, PLUS_DI, MINUS_DI)

@@ -1,44 +1,25 @@
 """Momentum: RSI, MACD, ROC, MOM, CCI, ULTOSC, MFI (TA-Lib's definitions and warm-up).
 
 Each indicator comes in three forms sharing one definition of the maths: the batch kernel
-(``_rsi``), the streaming step (``rsi_step``, see :mod:`.catalog` for the state layout) and, through
-:func:`dispatch`, the bank. They follow the TA-Lib that the ta-lib wheel bundles, as compiled:
-sums in its order (CCI even sums its ring in slot order, not time order), its dead zones, its
-reseeding of empty windows, and FMA only where its build has an FMA variant (MACD here), so results
-match it bit for bit, NaN included.
+(``_rsi``), the streaming step (``rsi_step``, see :mod:`.catalog` for the state layout) and the
+bank, which compiles the steps of its indicators into one loop. They follow the TA-Lib that the
+ta-lib wheel bundles, as compiled: sums in its order (CCI even sums its ring in slot order, not
+time order), its dead zones, its reseeding of empty windows, and FMA only where its build has an
+FMA variant (MACD here), so results match it bit for bit, NaN included.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from tickd.strategies.indicators import inputs
-from tickd.strategies.indicators.averages import ema_next
+from tickd.strategies.indicators.averages import ema_next, unfused
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-
-K_RSI = 200
-K_MACD = 201
-K_ROC = 202
-K_MOM = 203
-K_CCI = 204
-K_ULTOSC = 205
-K_MFI = 206
 
 NAN = np.nan
 #: TA-Lib's ``TA_EPSILON``: its dead zones are this fraction of the operands' size.
 EPSILON = 1e-14
-
-
-def _unfused(func):
-    """Compile like :func:`jit.step` but without FMA contraction, for the maths of indicators
-    TA-Lib's build has no FMA variant of (RSI, ULTOSC): there ``a * b + c`` rounds twice. The
-    explicit ``fastmath=False`` matters: numba lets a callee inherit its caller's flags."""
-    return numba.njit(
-        cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False
-    )(func)
-
 
 U0 = np.uint64(0)
 U1 = np.uint64(1)
@@ -54,10 +35,11 @@ def _ring_next(slot, last):
 
 
 # --- RSI -------------------------------------------------------------------------------------
-@_unfused
+@step
 def _wilder(average, move, n1, recip):
-    """One Wilder smoothing step, (average * (n - 1) + move) * (1 / n), as TA-Lib computes it."""
-    return (average * n1 + move) * recip
+    """One Wilder smoothing step, (average * (n - 1) + move) * (1 / n), as TA-Lib computes it
+    (its RSI has no FMA build, so the product is rounded before the add)."""
+    return (unfused(average * n1) + move) * recip
 
 
 @step
@@ -145,7 +127,7 @@ def rsi(real, timeperiod=14):
 
 RSI = Indicator(
     name="rsi",
-    kind=K_RSI,
+    step=rsi_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(default=14),),
@@ -286,7 +268,7 @@ def macd(real, fastperiod=12, slowperiod=26, signalperiod=9):
 
 MACD = Indicator(
     name="macd",
-    kind=K_MACD,
+    step=macd_step,
     inputs=("close",),
     outputs=("macd", "macdsignal", "macdhist"),
     params=(
@@ -386,7 +368,7 @@ def mom(real, timeperiod=10):
 
 ROC = Indicator(
     name="roc",
-    kind=K_ROC,
+    step=roc_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(default=10, low=1),),
@@ -397,7 +379,7 @@ ROC = Indicator(
 
 MOM = Indicator(
     name="mom",
-    kind=K_MOM,
+    step=mom_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(default=10, low=1),),
@@ -519,7 +501,7 @@ def cci(high, low, close, timeperiod=14):
 
 CCI = Indicator(
     name="cci",
-    kind=K_CCI,
+    step=cci_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14),),
@@ -543,10 +525,11 @@ def _ultosc_terms(high, low, close, prev_close):
     return close - true_low, true_range
 
 
-@_unfused
+@step
 def _ultosc_value(a1, b1, a2, b2, a3, b3):
     """Weighted 4:2:1 average of the three pressure ratios, shortest window first, in percent; a
-    window without true range (or with NaN in it) contributes nothing."""
+    window without true range (or with NaN in it) contributes nothing. (TA-Lib builds ULTOSC
+    without FMA; a product by 4 or 2 is exact, so fusing it into the sum rounds the same.)"""
     total = 0.0
     if b1 > 0.0:
         total += 4.0 * (a1 / b1)
@@ -561,7 +544,7 @@ def _ultosc_value(a1, b1, a2, b2, a3, b3):
 def _idle_next(idle, pressure, true_range):
     """Bars in a row that add nothing to the windows (TA-Lib zeroes a window's sums once all of
     its bars are such, rather than keep their rounding residue)."""
-    return idle + 1 if true_range == 0.0 and pressure == 0.0 else 0
+    return idle + 1 if (true_range == 0.0) & (pressure == 0.0) else 0
 
 
 @kernel
@@ -587,21 +570,24 @@ def _ultosc(high, low, close, short, middle, longest, out):
             b2 += r
         a3 += a
         b3 += r
-    # The running sums are a serial chain; the four divisions per bar are not. Each block keeps
-    # its sums, then a second loop divides them with vector instructions.
-    sums = np.empty((6, BLOCK))
-    sa1, sb1, sa2, sb2, sa3, sb3 = sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]
+    # Per block, the terms and the four divisions per bar are computed in vector loops around the
+    # serial loop of the running sums.
+    work = np.empty((8, BLOCK))
+    pressures, ranges = work[0], work[1]
+    sa1, sb1, sa2, sb2, sa3, sb3 = work[2], work[3], work[4], work[5], work[6], work[7]
     last = np.uint64(longest - 1)
     slot = U0
     old1 = np.uint64((longest - short + 1) % longest)
     old2 = np.uint64((longest - middle + 1) % longest)
-    hh, ll, cc, pc = high[longest:], low[longest:], close[longest:], close[longest - 1 :]
-    count = size - longest
-    for start in range(0, count, BLOCK):
-        stop = min(start + BLOCK, count)
-        for j in range(stop - start):
-            k = start + j
-            a, r = _ultosc_terms(hh[k], ll[k], cc[k], pc[k])
+    for start in range(longest, size, BLOCK):
+        stop = min(start + BLOCK, size)
+        count = stop - start
+        hh, ll, cc, pc = high[start:stop], low[start:stop], close[start:stop], close[start - 1 :]
+        for j in range(count):
+            pressures[j], ranges[j] = _ultosc_terms(hh[j], ll[j], cc[j], pc[j])
+        for j in range(count):
+            a = pressures[j]
+            r = ranges[j]
             ring_a[slot] = a
             ring_b[slot] = r
             a1 += a
@@ -628,8 +614,8 @@ def _ultosc(high, low, close, short, middle, longest, out):
             old2 = _ring_next(old2, last)
             a3 -= ring_a[slot]
             b3 -= ring_b[slot]
-        dst = out[longest + start : longest + stop]
-        for j in range(stop - start):
+        dst = out[start:stop]
+        for j in range(count):
             dst[j] = _ultosc_value(sa1[j], sb1[j], sa2[j], sb2[j], sa3[j], sb3[j])
 
 
@@ -707,7 +693,7 @@ def ultosc(high, low, close, timeperiod1=7, timeperiod2=14, timeperiod3=28):
 
 ULTOSC = Indicator(
     name="ultosc",
-    kind=K_ULTOSC,
+    step=ultosc_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(
@@ -734,7 +720,7 @@ def _mfi_flows(typical, prev, volume):
     diff = typical - prev
     flow = 0.0 if abs(diff) <= EPSILON * (abs(typical) + abs(prev)) else typical * volume
     down = diff < 0.0
-    return (0.0 if down else flow), (flow if down else 0.0), flow == 0.0
+    return (0.0 if down else flow), (flow if down else 0.0)
 
 
 @step
@@ -762,47 +748,46 @@ def _mfi(high, low, close, volume, timeperiod, out):
     out[: min(n, size)] = NAN
     if size <= n:
         return
-    ring_pos = np.empty(n)  # slot of bar i: (i - 1) % n
-    ring_neg = np.empty(n)
-    prev = (high[0] + low[0] + close[0]) / 3.0
+    # Slot of bar i: (i - 1) % n. Subtracting a still empty (0.0) slot is exact, so the first
+    # n bars need no loop of their own.
+    ring_pos = np.zeros(n)
+    ring_neg = np.zeros(n)
     pos_sum = 0.0
     neg_sum = 0.0
     idle = 0
-    for i in range(1, n + 1):
-        typical = (high[i] + low[i] + close[i]) / 3.0
-        pos, neg, none = _mfi_flows(typical, prev, volume[i])
-        prev = typical
-        ring_pos[i - 1] = pos
-        ring_neg[i - 1] = neg
-        pos_sum, neg_sum, idle = _mfi_add(pos_sum, neg_sum, idle, pos, neg, none, n)
-    out[n] = _mfi_value(pos_sum, neg_sum)
-    # Per block: typical prices (a division each) in one vector loop, the serial sums in a
-    # second, the index (another division) in a third vector loop.
-    work = np.empty((3, BLOCK))
-    typicals, pos_sums, neg_sums = work[0], work[1], work[2]
     last = np.uint64(n - 1)
     slot = U0
-    hh, ll, cc, vv = high[n + 1 :], low[n + 1 :], close[n + 1 :], volume[n + 1 :]
-    count = size - n - 1
-    for start in range(0, count, BLOCK):
-        stop = min(start + BLOCK, count)
-        for j in range(stop - start):
-            k = start + j
-            typicals[j] = (hh[k] + ll[k] + cc[k]) / 3.0
-        for j in range(stop - start):
+    # Per block, the flows (a division and two data-dependent selects per bar, which the serial
+    # loop would compile into a mispredicted branch) and the index (another division) are
+    # computed in vector loops around the serial loop of the running sums.
+    work = np.empty((5, BLOCK + 1))
+    typicals, pos_flows, neg_flows, pos_sums, neg_sums = work[0], work[1], work[2], work[3], work[4]
+    typicals[BLOCK] = (high[0] + low[0] + close[0]) / 3.0
+    for start in range(1, size, BLOCK):
+        stop = min(start + BLOCK, size)
+        hh, ll, cc, vv = high[start:stop], low[start:stop], close[start:stop], volume[start:stop]
+        count = stop - start
+        typicals[0] = typicals[BLOCK]  # the previous bar's
+        for j in range(count):
+            typicals[j + 1] = (hh[j] + ll[j] + cc[j]) / 3.0
+        for j in range(count):
+            pos_flows[j], neg_flows[j] = _mfi_flows(typicals[j + 1], typicals[j], vv[j])
+        typicals[BLOCK] = typicals[count]
+        for j in range(count):
             pos_sum -= ring_pos[slot]
             neg_sum -= ring_neg[slot]
-            typical = typicals[j]
-            pos, neg, none = _mfi_flows(typical, prev, vv[start + j])
-            prev = typical
+            pos = pos_flows[j]
+            neg = neg_flows[j]
             ring_pos[slot] = pos
             ring_neg[slot] = neg
+            none = (pos == 0.0) & (neg == 0.0)  # no flow (not a branch: the sign is random)
             pos_sum, neg_sum, idle = _mfi_add(pos_sum, neg_sum, idle, pos, neg, none, n)
             pos_sums[j] = pos_sum
             neg_sums[j] = neg_sum
             slot = _ring_next(slot, last)
-        dst = out[n + 1 + start : n + 1 + stop]
-        for j in range(stop - start):
+        first = max(n - start, 0)
+        dst = out[start:stop]
+        for j in range(first, count):
             dst[j] = _mfi_value(pos_sums[j], neg_sums[j])
 
 
@@ -825,14 +810,12 @@ def mfi_step(st, b, high, low, close, volume, session, out, o):
     i = int(count) - 1  # bar index, as in the batch kernel
     ring_pos = b + 6 + (i - 1) % n
     ring_neg = ring_pos + n
-    pos_sum = st[b + 3]
-    neg_sum = st[b + 4]
-    if i > n:
-        pos_sum -= st[ring_pos]
-        neg_sum -= st[ring_neg]
-    pos, neg, none = _mfi_flows(typical, prev, volume)
+    pos_sum = st[b + 3] - st[ring_pos]  # exact while the slot is still empty (0.0)
+    neg_sum = st[b + 4] - st[ring_neg]
+    pos, neg = _mfi_flows(typical, prev, volume)
     st[ring_pos] = pos
     st[ring_neg] = neg
+    none = (pos == 0.0) & (neg == 0.0)
     st[b + 3], st[b + 4], st[b + 5] = _mfi_add(pos_sum, neg_sum, st[b + 5], pos, neg, none, n)
     out[o] = _mfi_value(st[b + 3], st[b + 4]) if i >= n else NAN
 
@@ -854,7 +837,7 @@ def mfi(high, low, close, volume, timeperiod=14):
 
 MFI = Indicator(
     name="mfi",
-    kind=K_MFI,
+    step=mfi_step,
     inputs=("high", "low", "close", "volume"),
     outputs=("real",),
     params=(period(default=14),),
@@ -862,29 +845,6 @@ MFI = Indicator(
     lookback=lambda timeperiod: timeperiod,
     width=lambda timeperiod: 6 + 2 * timeperiod,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_RSI:
-        rsi_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_MACD:
-        macd_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_ROC:
-        roc_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_MOM:
-        mom_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_CCI:
-        cci_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_ULTOSC:
-        ultosc_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_MFI:
-        mfi_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (RSI, MACD, ROC, MOM, CCI, ULTOSC, MFI)

@@ -17,10 +17,6 @@ from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, matype, period
 from tickd.strategies.indicators.jit import kernel, step
 
-K_STOCH = 300
-K_STOCHF = 301
-K_WILLR = 302
-
 NAN = np.nan
 
 
@@ -37,8 +33,8 @@ def unfused(x):
 
 @step
 def at(a, i):
-    """``a[i]`` for an ``i`` known to be >= 0, without numba's negative-index wraparound (a
-    compare and select per access, a third of the time of the block scans)."""
+    """``a[i]`` for an ``i`` known to be >= 0. Numba adds a compare and select to every signed
+    index, for negative ones; in the block scans that was a third of the time."""
     return a[np.uint64(i)]
 
 
@@ -77,7 +73,8 @@ def sma_next(ring, base, slot, total, x, n):
 @step
 def _sma_block(st, base, x, n):
     """:func:`sma_next` on a streaming block: total, slot, then the ring of ``n`` values."""
-    average, st[base], slot = sma_next(st, base + 2, int(st[base + 1]), st[base], x, n)
+    average, total, slot = sma_next(st, base + 2, int(st[base + 1]), st[base], x, n)
+    st[base] = total
     st[base + 1] = slot
     return average
 
@@ -235,6 +232,7 @@ def _block_extremes(high, low, start, p, size, ext_h, ext_l):
 
 @step
 def _any_nan(high, low, start, stop):
+    """Whether a high or low in ``[start, stop)`` is NaN (a reduction LLVM vectorizes)."""
     bad = False
     for i in range(start, stop):
         h = at(high, i)
@@ -314,7 +312,7 @@ def _stoch_batch(high, low, close, k, sk, sd):
 
 @step
 def _stoch_update(st, b, base, k, sk, sd, high, low, close, out, o):
-    """Streaming STOCH from the count base ``st[b]`` and the blocks from ``st[base]``: SMA of %K
+    """Streaming STOCH from the count at ``st[b]`` and the blocks from ``st[base]``: SMA of %K
     (total, slot, ring[sk]), SMA of slow %K (total, slot, ring[sd]), %K block."""
     if skip_leading_nan(st, b, high, low, close, out, o, 2):
         return
@@ -380,7 +378,7 @@ def stoch(
 
 STOCH = Indicator(
     name="stoch",
-    kind=K_STOCH,
+    step=stoch_step,
     inputs=("high", "low", "close"),
     outputs=("slowk", "slowd"),
     params=(
@@ -422,7 +420,7 @@ def stochf(high, low, close, fastk_period=5, fastd_period=3, fastd_matype=0):
 
 STOCHF = Indicator(
     name="stochf",
-    kind=K_STOCHF,
+    step=stochf_step,
     inputs=("high", "low", "close"),
     outputs=("fastk", "fastd"),
     params=(
@@ -504,7 +502,7 @@ def willr(high, low, close, timeperiod=14):
 
 WILLR = Indicator(
     name="willr",
-    kind=K_WILLR,
+    step=willr_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14),),
@@ -512,21 +510,6 @@ WILLR = Indicator(
     lookback=lambda timeperiod: timeperiod - 1,
     width=lambda timeperiod: 4 + 4 * timeperiod,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_STOCH:
-        stoch_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_STOCHF:
-        stochf_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_WILLR:
-        willr_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (STOCH, STOCHF, WILLR)

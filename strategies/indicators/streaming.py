@@ -23,7 +23,7 @@ class Stream:
     def __init__(self, name: str, **params: Any) -> None:
         self.spec = Spec(name, params)
         self._bank = Bank([self.spec], symbols=1, capacity=1)
-        self._event = Bank.events(1)
+        self._event = self._bank.input[0]
         self.outputs = self.spec.indicator.outputs
 
     @property
@@ -46,13 +46,13 @@ class Stream:
     ) -> float | tuple[float, ...]:
         """Feed one bar (or a tick: high and low default to ``close``); return the new value,
         or a tuple in TA-Lib's output order for multi-output indicators. NaN during warm-up."""
-        ev = self._event[0]
+        ev = self._event
         ev[1] = close if high is None else high
         ev[2] = close if low is None else low
         ev[3] = close
         ev[4] = volume
         ev[5] = session
-        row = self._bank.update(self._event)[0]
+        row = self._bank.run(1)[0]
         if len(self.outputs) == 1:
             return float(row[0])
         return tuple(float(v) for v in row)

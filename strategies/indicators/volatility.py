@@ -20,35 +20,44 @@ from numba import types
 from numba.extending import intrinsic
 
 from tickd.strategies.indicators import inputs
-from tickd.strategies.indicators.averages import unfused
 from tickd.strategies.indicators.catalog import Indicator, Param, matype, period
 from tickd.strategies.indicators.jit import kernel, step
 
-K_STDDEV = 500
-K_BBANDS = 501
-K_TRANGE = 502
-K_ATR = 503
-K_NATR = 504
-K_ZSCORE = 505
-
 NAN = np.nan
 TA_REAL = 3e37  # TA-Lib's TA_REAL_MIN/TA_REAL_MAX magnitude for real parameters
+_BLOCK = 512  # rows a batch kernel takes through its two loops at a time (they stay in L1)
 
 # Streaming layout shared by STDDEV, BBANDS and ZSCORE after their parameters (the "window"
 # block at st[v:]): 1/timeperiod, shift, sum of deviations, sum of squared deviations, bars until
-# the scheduled re-anchoring, plain running sum (the SMA), then the ring of the last values.
-_INV, _SHIFT, _DEV1, _DEV2, _RESEED, _TOTAL, _RING = range(7)
+# the scheduled re-anchoring, plain running sum (the SMA), the ring slot the next value goes to
+# (which holds the oldest value once the ring is full), then the ring of the last values.
+_INV, _SHIFT, _DEV1, _DEV2, _RESEED, _TOTAL, _SLOT, _RING = range(8)
 
 
 # --- rounding ------------------------------------------------------------------------------
+# The kernels compile with ``contract``, but whether LLVM then fuses a product into a sum depends
+# on the code around it (a product chosen by a select is not fused), while TA-Lib's build fuses
+# some of its products and not others. Where that matters each rounding is spelled out: ``fma``
+# for a fused product, ``mul`` for a rounded one.
+@intrinsic
+def mul(typingctx, a, b):
+    """``a * b`` rounded on its own: never fused into a neighbouring addition.
+
+    numba's fastmath pass gives ``contract`` only to instructions without flags; ``afn``
+    (approximate library functions) means nothing for a multiply but keeps it off. Unlike an
+    arithmetic fence, a flagged multiply still vectorizes."""
+    if not (isinstance(a, types.Float) and isinstance(b, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1], flags=("afn",))
+
+    return types.float64(types.float64, types.float64), codegen
+
+
 @intrinsic
 def fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once, whatever the surrounding code lets LLVM fuse.
-
-    The kernels compile with ``contract``, but whether LLVM then fuses a product depends on the
-    code around it (a product chosen by a select is not fused), while TA-Lib's build fuses some of
-    its products and not others. Here each rounding is spelled out: :func:`fma` for a fused
-    product, ``unfused(a * b)`` for a rounded one."""
+    """``a * b + c`` rounded once."""
     if not all(isinstance(t, types.Float) for t in (a, b, c)):
         return None
 
@@ -63,7 +72,7 @@ def fma(typingctx, a, b, c):
 def var_push(x, shift, dev1, dev2):
     """Add ``x`` to the sums of deviations from ``shift`` and of their squares."""
     t = x - shift
-    return dev1 + t, dev2 + unfused(t * t)
+    return dev1 + t, dev2 + mul(t, t)
 
 
 @step
@@ -87,12 +96,12 @@ def var_reseed(buf, lo, k, n, inv):
     for j in range(lo, lo + k):
         dev1, dev2 = var_push(buf[j], shift, dev1, dev2)
     mean = dev1 * inv
-    scale = unfused(dev2 * inv)
-    variance = scale - unfused(mean * mean)
+    scale = mul(dev2, inv)
+    variance = scale - mul(mean, mean)
     if variance < 1e-12 * scale:
         variance = 0.0  # no spread the shift can resolve: the digits left are noise
     t = buf[lo + k] - shift
-    return shift, dev1 - t, dev2 - unfused(t * t), variance
+    return shift, dev1 - t, dev2 - mul(t, t), variance
 
 
 @step
@@ -103,12 +112,55 @@ def var_window(x, old, shift, dev1, dev2, inv):
     the window, calls :func:`var_reseed` as TA-Lib does."""
     dev1, dev2 = var_push(x, shift, dev1, dev2)
     mean = dev1 * inv
-    variance = unfused(dev2 * inv) - unfused(mean * mean)
+    variance = mul(dev2, inv) - mul(mean, mean)
     t = old - shift
     dev1 -= t
-    sq = unfused(t * t)
+    sq = mul(t, t)
     dev2 -= sq
     return dev1, dev2, variance, variance < 1e-6 * (dev2 * inv) or sq > 1e6 * dev2
+
+
+@step
+def window_start(real, n):
+    """The sums over the first ``n - 1`` values, as TA-Lib starts them, shifted by the first:
+    the state :func:`window_block` carries (shift, running sum, dev1, dev2, bars to re-anchoring).
+    """
+    shift = real[0]
+    total = 0.0
+    dev1 = 0.0
+    dev2 = 0.0
+    for i in range(n - 1):
+        total += real[i]
+        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
+    return shift, total, dev1, dev2, 32 * n
+
+
+@step
+def window_block(real, n, start, sums, variances, state):
+    """The windows whose oldest rows are ``start``, ``start + 1``, ... (as many as
+    ``variances`` holds): the running sum, before its oldest value leaves, into ``sums`` and
+    TA-Lib's variance into ``variances`` (``sums`` may be ``variances``: the variance is written
+    last). Returns the carried state.
+
+    Batch kernels run this over blocks that stay in cache, then compute their outputs from the
+    block in a second loop: free of the sums' dependency chain, the divisions and square roots
+    there vectorize."""
+    shift, total, dev1, dev2, reseed = state
+    inv = 1.0 / n
+    new = real[n - 1 + start :]
+    old = real[start:]
+    for j in range(variances.shape[0]):
+        x = new[j]
+        total += x
+        sums[j] = total
+        total -= old[j]
+        dev1, dev2, variance, stale = var_window(x, old[j], shift, dev1, dev2, inv)
+        reseed -= 1
+        if stale or reseed <= 0:
+            reseed = 32 * n
+            shift, dev1, dev2, variance = var_reseed(real, start + j, 0, n, inv)
+        variances[j] = variance
+    return shift, total, dev1, dev2, reseed
 
 
 @step
@@ -116,7 +168,10 @@ def window_step(st, v, n, count, x):
     """Streaming form of the window: push ``x`` (the ``count``-th value) into the block at
     ``st[v:]``; returns (running sum before removing the oldest, variance), NaN in warm-up."""
     ring = v + _RING
-    st[ring + (count - 1) % n] = x
+    slot = int(st[v + _SLOT])
+    st[ring + slot] = x
+    k = slot + 1 if slot + 1 < n else 0  # the oldest value's slot, and the next one to write
+    st[v + _SLOT] = k
     if count == 1:
         st[v + _SHIFT] = x
     total = st[v + _TOTAL] + x
@@ -124,7 +179,6 @@ def window_step(st, v, n, count, x):
         st[v + _TOTAL] = total
         st[v + _DEV1], st[v + _DEV2] = var_push(x, st[v + _SHIFT], st[v + _DEV1], st[v + _DEV2])
         return NAN, NAN
-    k = count % n
     inv = st[v + _INV]
     shift = st[v + _SHIFT]
     st[v + _TOTAL] = total - st[ring + k]
@@ -155,22 +209,13 @@ def _stddev(real, timeperiod, nbdev, out):
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
-    inv = 1.0 / n
-    shift = real[0]
-    dev1 = 0.0
-    dev2 = 0.0
-    for i in range(n - 1):
-        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
-    reseed = 32 * n
-    new = real[n - 1 :]  # loops index windows by their oldest row: no negative-index checks
+    state = window_start(real, n)
     out = out[n - 1 :]
-    for j in range(size - n + 1):
-        dev1, dev2, variance, stale = var_window(new[j], real[j], shift, dev1, dev2, inv)
-        reseed -= 1
-        if stale or reseed <= 0:
-            reseed = 32 * n
-            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
-        out[j] = math.sqrt(variance) * nbdev
+    for start in range(0, out.shape[0], _BLOCK):
+        block = out[start : start + _BLOCK]
+        state = window_block(real, n, start, block, block, state)
+        for j in range(block.shape[0]):
+            block[j] = math.sqrt(block[j]) * nbdev
 
 
 @step
@@ -204,7 +249,7 @@ def stddev(real, timeperiod=5, nbdev=1.0):
 
 STDDEV = Indicator(
     name="stddev",
-    kind=K_STDDEV,
+    step=stddev_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(default=5), Param("nbdev", 1.0, -TA_REAL, TA_REAL, integer=False)),
@@ -219,12 +264,27 @@ STDDEV = Indicator(
 @step
 def bands(middle, deviation, nbdevup, nbdevdn):
     """Upper and lower band as TA-Lib's build rounds them: with one width both are
-    ``middle ± deviation * nbdev`` from a single product; with two, the upper band is one
-    multiply-add and the lower one a product then a subtraction."""
+    ``middle ± deviation * nbdev`` from a single rounded product; with two, the upper band is one
+    multiply-add and the lower one a rounded product then a subtraction."""
     if nbdevup == nbdevdn:
-        width = unfused(deviation * nbdevup)
+        width = mul(deviation, nbdevup)
         return middle + width, middle - width
-    return fma(deviation, nbdevup, middle), middle - unfused(deviation * nbdevdn)
+    return fma(deviation, nbdevup, middle), middle - mul(deviation, nbdevdn)
+
+
+@step
+def bands_block(n, nbdevup, nbdevdn, upper, middle, lower):
+    """The bands from running sums in ``middle`` and variances in ``upper``, in place."""
+    if nbdevup == nbdevdn:  # tested once a block, so that each loop vectorizes
+        for j in range(middle.shape[0]):
+            mid = middle[j] / n
+            middle[j] = mid
+            upper[j], lower[j] = bands(mid, math.sqrt(upper[j]), nbdevup, nbdevup)
+    else:
+        for j in range(middle.shape[0]):
+            mid = middle[j] / n
+            middle[j] = mid
+            upper[j], lower[j] = bands(mid, math.sqrt(upper[j]), nbdevup, nbdevdn)
 
 
 @kernel
@@ -237,31 +297,14 @@ def _bbands(real, timeperiod, nbdevup, nbdevdn, upper, middle, lower):
     lower[:warm] = NAN
     if size < n:
         return
-    inv = 1.0 / n
-    shift = real[0]
-    total = 0.0
-    dev1 = 0.0
-    dev2 = 0.0
-    for i in range(n - 1):
-        total += real[i]
-        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
-    reseed = 32 * n
-    new = real[n - 1 :]
+    state = window_start(real, n)
     upper = upper[n - 1 :]
     middle = middle[n - 1 :]
     lower = lower[n - 1 :]
-    for j in range(size - n + 1):
-        x = new[j]
-        total += x
-        mid = total / n
-        total -= real[j]
-        dev1, dev2, variance, stale = var_window(x, real[j], shift, dev1, dev2, inv)
-        reseed -= 1
-        if stale or reseed <= 0:
-            reseed = 32 * n
-            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
-        middle[j] = mid
-        upper[j], lower[j] = bands(mid, math.sqrt(variance), nbdevup, nbdevdn)
+    for start in range(0, middle.shape[0], _BLOCK):
+        stop = start + _BLOCK
+        state = window_block(real, n, start, middle[start:stop], upper[start:stop], state)
+        bands_block(n, nbdevup, nbdevdn, upper[start:stop], middle[start:stop], lower[start:stop])
 
 
 @step
@@ -307,7 +350,7 @@ def bbands(real, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0):
 
 BBANDS = Indicator(
     name="bbands",
-    kind=K_BBANDS,
+    step=bbands_step,
     inputs=("close",),
     outputs=("upperband", "middleband", "lowerband"),
     params=(
@@ -338,28 +381,17 @@ def _zscore(real, timeperiod, out):
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
-    inv = 1.0 / n
-    shift = real[0]
-    total = 0.0
-    dev1 = 0.0
-    dev2 = 0.0
-    for i in range(n - 1):
-        total += real[i]
-        dev1, dev2 = var_push(real[i], shift, dev1, dev2)
-    reseed = 32 * n
+    state = window_start(real, n)
     new = real[n - 1 :]
     out = out[n - 1 :]
-    for j in range(size - n + 1):
-        x = new[j]
-        total += x
-        value = total
-        total -= real[j]
-        dev1, dev2, variance, stale = var_window(x, real[j], shift, dev1, dev2, inv)
-        reseed -= 1
-        if stale or reseed <= 0:
-            reseed = 32 * n
-            shift, dev1, dev2, variance = var_reseed(real, j, 0, n, inv)
-        out[j] = zscore_value(x, value, n, variance)
+    scratch = np.empty(_BLOCK)
+    for start in range(0, out.shape[0], _BLOCK):
+        sums = out[start : start + _BLOCK]
+        variances = scratch[: sums.shape[0]]
+        state = window_block(real, n, start, sums, variances, state)
+        x = new[start:]
+        for j in range(sums.shape[0]):
+            sums[j] = zscore_value(x[j], sums[j], n, variances[j])
 
 
 @step
@@ -395,7 +427,7 @@ def zscore(real, timeperiod=20):
 
 ZSCORE = Indicator(
     name="zscore",
-    kind=K_ZSCORE,
+    step=zscore_step,
     inputs=("close",),
     outputs=("real",),
     params=(period(default=20),),
@@ -453,7 +485,7 @@ def trange(high, low, close):
 
 TRANGE = Indicator(
     name="trange",
-    kind=K_TRANGE,
+    step=trange_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(),
@@ -585,7 +617,7 @@ def natr(high, low, close, timeperiod=14):
 
 ATR = Indicator(
     name="atr",
-    kind=K_ATR,
+    step=atr_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14, low=1),),
@@ -597,7 +629,7 @@ ATR = Indicator(
 
 NATR = Indicator(
     name="natr",
-    kind=K_NATR,
+    step=natr_step,
     inputs=("high", "low", "close"),
     outputs=("real",),
     params=(period(default=14, low=1),),
@@ -606,27 +638,6 @@ NATR = Indicator(
     width=lambda timeperiod: 6,
     init=_atr_init,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_STDDEV:
-        stddev_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_BBANDS:
-        bbands_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_TRANGE:
-        trange_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_ATR:
-        atr_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_NATR:
-        natr_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_ZSCORE:
-        zscore_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (STDDEV, BBANDS, TRANGE, ATR, NATR, ZSCORE)

@@ -1,8 +1,8 @@
 """Volume: OBV and AD (TA-Lib's definitions) and session-anchored VWAP.
 
-All three are running sums with no warm-up. The hot loops choose with selects, not branches: an
-up or down close is a coin toss the branch predictor loses, and every select here is written so
-that it rounds exactly as TA-Lib's branchy code does.
+All three are running sums with no warm-up. OBV and AD choose with selects, not branches (an up
+or down close is a coin toss the branch predictor loses), written so that every bit of the sum is
+the one TA-Lib's branchy code gives.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from tickd.strategies.indicators.averages import unfused
 from tickd.strategies.indicators.catalog import Indicator
 from tickd.strategies.indicators.jit import kernel, step
 from tickd.strategies.indicators.volatility import fma
-
-K_OBV = 600
-K_AD = 601
-K_VWAP = 602
 
 NAN = np.nan
 
@@ -77,7 +73,7 @@ def obv(real, volume):
 
 OBV = Indicator(
     name="obv",
-    kind=K_OBV,
+    step=obv_step,
     inputs=("close", "volume"),
     outputs=("real",),
     params=(),
@@ -134,7 +130,7 @@ def ad(high, low, close, volume):
 
 AD = Indicator(
     name="ad",
-    kind=K_AD,
+    step=ad_step,
     inputs=("high", "low", "close", "volume"),
     outputs=("real",),
     params=(),
@@ -158,24 +154,30 @@ def vwap_next(pv, cv, new, high, low, close, volume):
 def _vwap(high, low, close, volume, session, out):
     pv = 0.0
     cv = 0.0
+    previous = NAN  # differs from every session id: the first bar starts a session
     for i in range(high.shape[0]):
-        new = i == 0 or session[i] != session[i - 1]
-        pv, cv, out[i] = vwap_next(pv, cv, new, high[i], low[i], close[i], volume[i])
+        s = session[i]
+        pv, cv, out[i] = vwap_next(pv, cv, s != previous, high[i], low[i], close[i], volume[i])
+        previous = s
 
 
 @step
 def vwap_step(st, b, high, low, close, volume, session, out, o):
-    # state: count, session of the previous bar, price * volume and volume summed over it
-    first = st[b] == 0.0
-    if first and (
+    # state: count, session of the previous bar (NaN at first), price * volume and volume
+    # summed over the session
+    if st[b] == 0.0 and (
         np.isnan(high) or np.isnan(low) or np.isnan(close) or np.isnan(volume) or np.isnan(session)
     ):
         out[o] = NAN  # leading NaN are skipped, as TA-Lib's wrapper does
         return
     st[b] += 1.0
-    new = first or session != st[b + 1]
+    new = session != st[b + 1]
     st[b + 1] = session
     st[b + 2], st[b + 3], out[o] = vwap_next(st[b + 2], st[b + 3], new, high, low, close, volume)
+
+
+def _vwap_init(state, base):
+    state[base + 1] = np.nan
 
 
 def vwap(high, low, close, volume, session):
@@ -201,29 +203,15 @@ def vwap(high, low, close, volume, session):
 
 VWAP = Indicator(
     name="vwap",
-    kind=K_VWAP,
+    step=vwap_step,
     inputs=("high", "low", "close", "volume", "session"),
     outputs=("real",),
     params=(),
     batch=vwap,
     lookback=lambda: 0,
     width=lambda: 4,
+    init=_vwap_init,
 )
-
-
-# --- bank dispatch ---------------------------------------------------------------------------
-@step
-def dispatch(kind, st, b, high, low, close, volume, session, out, o):
-    """Run the streaming step of indicator ``kind``; False if the kind is not from this module."""
-    if kind == K_OBV:
-        obv_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_AD:
-        ad_step(st, b, high, low, close, volume, session, out, o)
-    elif kind == K_VWAP:
-        vwap_step(st, b, high, low, close, volume, session, out, o)
-    else:
-        return False
-    return True
 
 
 INDICATORS = (OBV, AD, VWAP)

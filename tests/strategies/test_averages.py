@@ -13,7 +13,7 @@ import talib
 
 from tickd.codecs.synthetic.market import price_path
 from tickd.strategies.indicators import CATALOG, Stream
-from tickd.strategies.indicators.averages import dema, kama, tema, wma
+from tickd.strategies.indicators.averages import dema, kama, sma, tema, wma
 
 PRICES = Path(__file__).parents[1] / "data" / "prices"
 
@@ -102,6 +102,17 @@ def test_period_1_copies_the_input(func) -> None:  # type: ignore[no-untyped-def
     got = func(close, 1)
     assert np.array_equal(got, close, equal_nan=True)
     assert np.array_equal(_streamed(func.__name__, close, timeperiod=1), got, equal_nan=True)
+
+
+def test_sma_of_period_1_is_a_running_sum_that_a_nan_poisons() -> None:
+    """Unlike the other averages, TA-Lib's SMA has no copy path for period 1: it adds and then
+    subtracts each value, so after a NaN every value is NaN."""
+    close = price_path(50, seed=6).close
+    close[10] = np.nan
+    got = sma(close, 1)
+    assert np.array_equal(got, talib.SMA(close, 1), equal_nan=True)
+    assert np.isnan(got[10:]).all() and not np.isnan(got[:10]).any()
+    assert np.array_equal(_streamed("sma", close, timeperiod=1), got, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", ["wma", "dema", "tema", "kama"])

@@ -3,6 +3,8 @@ exactly, for random series, random parameters and random interleavings of symbol
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from tests.strategies import oracle
 from tickd.codecs.synthetic.market import price_path
 from tickd.strategies.indicators import CATALOG, Bank, Spec, Stream, inputs
+from tickd.strategies.indicators.jit import cache_dir
 
 NAMES = sorted(CATALOG)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,6 +145,34 @@ def test_bank_refuses_more_events_than_its_capacity_and_the_wrong_shape() -> Non
         bank.update(np.zeros((1, 5)))
     with pytest.raises(TypeError):
         bank.update(np.zeros((1, 6), dtype=np.float32))
+
+
+def test_bank_run_feeds_the_banks_own_rows_like_update() -> None:
+    bars = price_path(300, seed=3)
+    specs = [Spec("stoch"), Spec("ema", {"timeperiod": 7}), Spec("ema", {"timeperiod": 30})]
+    events = Bank.events(300)
+    events[:, 0] = np.arange(300) % 3
+    events[:, 1], events[:, 2], events[:, 3] = bars.high, bars.low, bars.close
+    by_update, by_run = Bank(specs, symbols=3, capacity=50), Bank(specs, symbols=3, capacity=50)
+    for start in range(0, 300, 50):
+        expected = by_update.update(events[start : start + 50]).copy()
+        by_run.input[:] = events[start : start + 50]
+        assert np.array_equal(by_run.run(50), expected, equal_nan=True)
+    assert np.array_equal(by_run.state, by_update.state, equal_nan=True)
+    with pytest.raises(ValueError, match="capacity"):
+        by_run.run(51)
+    with pytest.raises(ValueError, match="count"):
+        by_run.run(-1)
+
+
+def test_bank_loops_are_generated_once_per_list_of_indicators() -> None:
+    first = Bank([Spec("rsi"), Spec("obv")], symbols=1)
+    same_kinds = Bank([Spec("rsi", {"timeperiod": 5}), Spec("obv")], symbols=4)
+    other_order = Bank([Spec("obv"), Spec("rsi")], symbols=1)
+    assert first._run is same_kinds._run and first._run is not other_order._run
+    module = sys.modules[first._run.py_func.__module__]
+    source = Path(module.__file__ or "")
+    assert source.parent == cache_dir() / "banks" and "rsi_step" in source.read_text()
 
 
 def test_bank_names_its_columns_and_finds_them() -> None:

@@ -147,9 +147,11 @@ def _zscore_reference(close: list[float], period: int) -> list[float]:
     out = [math.nan] * len(close)
     for i in range(period - 1, len(close)):
         window = close[i - period + 1 : i + 1]
+        if min(window) == max(window):
+            continue  # no deviation (rounding in the mean would make a tiny one up)
         mean = sum(window) / period
         deviation = math.sqrt(sum((x - mean) ** 2 for x in window) / period)
-        out[i] = (close[i] - mean) / deviation if deviation > 0 else math.nan
+        out[i] = (close[i] - mean) / deviation
     return out
 
 

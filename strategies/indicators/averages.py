@@ -486,11 +486,8 @@ _FAST_MINUS_SLOW = 2.0 / (2.0 + 1.0) - _SLOW
 def _kama_factor(change, path):
     """The EMA factor: the efficiency ratio ``|change| / path`` (net move over the window against
     the sum of its 1-bar moves) placed between the slow and the fast factor, squared."""
-    if path <= 0.0 or change >= path:
-        ratio = 1.0
-    else:
-        ratio = abs(change / path)
-        ratio = 1.0 if ratio > 1.0 else ratio
+    ratio = abs(change / path)  # inf or NaN for a zero path, then replaced: no branch
+    ratio = 1.0 if (path <= 0.0) | (change >= path) | (ratio > 1.0) else ratio
     factor = ratio * _FAST_MINUS_SLOW + _SLOW
     return factor * factor
 
@@ -524,11 +521,7 @@ def _kama(real, timeperiod, out):
         trailing = real[j]
         move = x - last
         flat = min(flat + 1, n) if move == 0.0 else 0
-        if flat == n:
-            path = 0.0
-        else:
-            path -= abs(old - trailing)
-            path += abs(move)
+        path = 0.0 if flat == n else (path - abs(old - trailing)) + abs(move)
         value = ema_next(value, x, _kama_factor(x - trailing, path))
         dest[j] = value
         last = x

@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -217,25 +218,22 @@ class Bank:
         #: Output rows: after ``update(events)``, row i holds the values after event i.
         self.out: NDArray[np.float64] = self._buf[outs:].reshape(capacity, len(columns))
         self._bound = bound
-        #: Event rows the bank owns, for :meth:`run`.
+        #: Event rows the bank owns, for :attr:`run`.
         self.input = self.events(capacity)
         self._run = kernel(s.indicator for s in self.specs)
-        (self._entry,) = (c.entry_point for c in self._run.overloads.values())
+        (entry,) = (c.entry_point for c in self._run.overloads.values())
+        #: ``run(n)``: feed the first ``n`` rows of :attr:`input`; the values land in :attr:`out`
+        #: as with :meth:`update`. The fast path for a caller that decodes straight into the
+        #: bank's event rows: both arrays are the bank's own, so this calls the compiled entry
+        #: point itself, with no numba type dispatch and no Python frame in between (together
+        #: about half the cost of a one-event call).
+        self.run: Callable[[int], None] = partial(entry, self._buf, self.input)
         self.reset()
 
     def update(self, events: NDArray[np.float64]) -> NDArray[np.float64]:
         """Feed ``events`` (float64, C-contiguous, shape (n, 6)); return :attr:`out`, of which
         the first n rows are valid."""
         self._run(self._buf, events, events.shape[0])
-        return self.out
-
-    def run(self, n: int) -> NDArray[np.float64]:
-        """Feed the first ``n`` rows of :attr:`input`; return :attr:`out`, as :meth:`update`.
-
-        The fast path for a caller that decodes straight into the bank's own event rows: both
-        arrays are the bank's, so the call skips numba's per-call type dispatch (a few hundred
-        nanoseconds, more than the indicators of one event cost)."""
-        self._entry(self._buf, self.input, n)
         return self.out
 
     def column(self, spec: Spec, output: str | None = None) -> int:

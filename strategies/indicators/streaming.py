@@ -24,6 +24,7 @@ class Stream:
         self.spec = Spec(name, params)
         self._bank = Bank([self.spec], symbols=1, capacity=1)
         self._event = self._bank.input[0]
+        self._out = self._bank.out[0]
         self.outputs = self.spec.indicator.outputs
 
     @property
@@ -52,7 +53,8 @@ class Stream:
         ev[3] = close
         ev[4] = volume
         ev[5] = session
-        row = self._bank.run(1)[0]
+        self._bank.run(1)
+        row = self._out
         if len(self.outputs) == 1:
             return float(row[0])
         return tuple(float(v) for v in row)

@@ -9,34 +9,13 @@ subtracted in TA-Lib's order so results match it bit for bit.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.primitives import fence
 
 NAN = np.nan
-
-
-@intrinsic
-def unfused(typingctx, value):
-    """``value`` (a product) rounded on its own. The kernels compile with ``contract``, which
-    fuses a product into the next addition as TA-Lib's FMA build does; where TA-Lib's build has no
-    FMA (WMA is not compiled for FMA, and GCC leaves TEMA's final combination unfused), an LLVM
-    arithmetic fence keeps the product out of the fusion."""
-    if value != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        double = ir.DoubleType()
-        fence = builder.module.declare_intrinsic(
-            "llvm.arithmetic.fence", [double], ir.FunctionType(double, [double])
-        )
-        return builder.call(fence, args)
-
-    return types.float64(types.float64), codegen
 
 
 @step
@@ -210,7 +189,7 @@ def _wma_sums(buf, first, count):
     for w in range(1, count + 1):
         x = buf[first + w - 1]
         period_sub += x
-        period_sum += unfused(x * w)
+        period_sum += fence(x * w)
     return period_sub, period_sum
 
 
@@ -242,7 +221,7 @@ def _wma(real, timeperiod, out):
             x = ahead[j]
             period_sub += x
             period_sub -= trailing
-            period_sum += unfused(x * n)
+            period_sum += fence(x * n)
         dest[j] = period_sum / divider
         period_sum -= period_sub
         trailing = real[j]
@@ -269,7 +248,7 @@ def wma_step(st, b, high, low, close, volume, session, out, o):
     st[ring + n + slot] = close
     if i < n - 1:
         st[b + 2] += close
-        st[b + 3] += unfused(close * count)
+        st[b + 3] += fence(close * count)
         out[o] = NAN
         return
     if (i - n + 2) % (_RESCAN * n) == 0:
@@ -277,7 +256,7 @@ def wma_step(st, b, high, low, close, volume, session, out, o):
     else:
         period_sub = st[b + 2] + close
         period_sub -= leaving
-        period_sum = st[b + 3] + unfused(close * n)
+        period_sum = st[b + 3] + fence(close * n)
     out[o] = period_sum / (n * (n + 1.0) * 0.5)
     st[b + 2] = period_sub
     st[b + 3] = period_sum - period_sub
@@ -387,7 +366,7 @@ DEMA = Indicator(
 @step
 def _tema_value(e1, e2, e3):
     """3 EMA - 3 EMA(EMA) + EMA(EMA(EMA)), grouped and rounded as TA-Lib's build computes it."""
-    return e3 + (unfused(3.0 * e1) - unfused(3.0 * e2))
+    return e3 + (fence(3.0 * e1) - fence(3.0 * e2))
 
 
 @kernel

@@ -4,7 +4,7 @@ Wilder's smoothing is seeded with the sum of the first ``timeperiod - 1`` one-ba
 ``x - x / timeperiod + x1``, in TA-Lib's order. As in the TA-Lib build the ``ta-lib`` wheel
 bundles (read from its machine code): a DI is 0 unless the smoothed true range is > 0 (so a NaN
 range gives 0), ADX skips a bar whose true range is not > 0 or whose DI sum is zero within 1e-14,
-and no product is fused into an add (see :func:`.stochastic.unfused`).
+and no product is fused into an add (see :func:`.primitives.rounded`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,7 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.stochastic import (
-    at,
-    price_series,
-    put,
-    skip_leading_nan,
-    unfused,
-)
+from tickd.strategies.indicators.primitives import at, put, rounded, skip_leading_nan
 
 NAN = np.nan
 
@@ -75,10 +69,10 @@ def directional_index_1(dm1, tr1):
 def dx(plus_dm, minus_dm, tr):
     """Wilder's DX from smoothed movements and range, and whether the bar has one (TA-Lib skips
     a bar whose true range is not > 0 or whose DI sum is zero within 1e-14)."""
-    minus_di = unfused(100.0 * (minus_dm / tr))
-    plus_di = unfused(100.0 * (plus_dm / tr))
+    minus_di = rounded(100.0 * (minus_dm / tr))
+    plus_di = rounded(100.0 * (plus_dm / tr))
     total = minus_di + plus_di
-    value = unfused(100.0 * (abs(minus_di - plus_di) / total))
+    value = rounded(100.0 * (abs(minus_di - plus_di) / total))
     return value, tr > 0.0 and not -1e-14 < total < 1e-14
 
 
@@ -139,7 +133,7 @@ def _adx(high, low, close, timeperiod, out):
         minus = wilder(minus, down, n)
         tr = wilder(tr, tr1, n)
         value, ok = dx(plus, minus, tr)
-        adx = (unfused(adx * (n - 1.0)) + value) / n if ok else adx
+        adx = (rounded(adx * (n - 1.0)) + value) / n if ok else adx
         put(out, i, adx)
 
 
@@ -171,7 +165,7 @@ def adx_step(st, b, high, low, close, volume, session, out, o):
     total = st[b + 8]
     if count > 2.0 * n:
         if ok:
-            total = (unfused(total * (n - 1.0)) + value) / n
+            total = (rounded(total * (n - 1.0)) + value) / n
         out[o] = total
     else:
         if ok:
@@ -186,7 +180,7 @@ def adx(high, low, close, timeperiod=14):
     """Average directional movement index (Wilder); NaN for the first ``2 * timeperiod - 1``
     rows."""
     p = ADX.bind(timeperiod=timeperiod)
-    h, lo, c, start = price_series(high, low, close)
+    h, lo, c, start = inputs.price_series(high, low, close)
     (out,) = inputs.output(h.shape[0], start)
     _adx(h[start:], lo[start:], c[start:], p["timeperiod"], out[start:])
     return out
@@ -270,7 +264,7 @@ def minus_di_step(st, b, high, low, close, volume, session, out, o):
 
 def _di_batch(ind, high, low, close, timeperiod):
     p = ind.bind(timeperiod=timeperiod)
-    h, lo, c, start = price_series(high, low, close)
+    h, lo, c, start = inputs.price_series(high, low, close)
     (out,) = inputs.output(h.shape[0], start)
     _di(h[start:], lo[start:], c[start:], p["timeperiod"], ind is MINUS_DI, out[start:])
     return out

@@ -75,3 +75,12 @@ def output(size: int, start: int, count: int = 1) -> tuple[Series, ...]:
     for out in outs:
         out[:start] = np.nan
     return outs
+
+
+def price_series(high, low, close):
+    """The three price series validated, and the first row where all are numbers."""
+    h = series("high", high)
+    lo = series("low", low)
+    c = series("close", close)
+    same_length(high=h, low=lo, close=c)
+    return h, lo, c, valid_from(h, lo, c)

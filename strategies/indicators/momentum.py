@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from tickd.strategies.indicators import inputs
-from tickd.strategies.indicators.averages import ema_next, unfused
+from tickd.strategies.indicators.averages import ema_next
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.primitives import fence
 
 NAN = np.nan
 #: TA-Lib's ``TA_EPSILON``: its dead zones are this fraction of the operands' size.
@@ -39,7 +40,7 @@ def _ring_next(slot, last):
 def _wilder(average, move, n1, recip):
     """One Wilder smoothing step, (average * (n - 1) + move) * (1 / n), as TA-Lib computes it
     (its RSI has no FMA build, so the product is rounded before the add)."""
-    return (unfused(average * n1) + move) * recip
+    return (fence(average * n1) + move) * recip
 
 
 @step

@@ -6,7 +6,7 @@ lowest) * 100``, and 0 when the range is zero within 1e-14 of the prices' size; 
 the same way times -100, clamped to [-100, 0], over a van Herk / Gil-Werman block scan whose
 blocks start at the first bar. Highest and lowest use TA-Lib's comparisons, so a NaN price
 drops out of or poisons a window exactly as it does there. These functions have no FMA in that
-build, so products that meet an add go through :func:`unfused`.
+build, so products that meet an add go through :func:`.primitives.rounded`.
 """
 
 from __future__ import annotations
@@ -16,32 +16,9 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, matype, period
 from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.primitives import at, put, rounded, skip_leading_nan
 
 NAN = np.nan
-
-
-# --- shared maths ----------------------------------------------------------------------------
-@step
-def unfused(x):
-    """``x`` (a product) rounded on its own before it meets an add, as without FMA.
-
-    The kernels compile with FMA contraction; LLVM can fuse a product only into this ``+ 0.0``,
-    which rounds the same (a -0.0 product comes out +0.0), so a later add stays separate.
-    """
-    return x + 0.0
-
-
-@step
-def at(a, i):
-    """``a[i]`` for an ``i`` known to be >= 0. Numba adds a compare and select to every signed
-    index, for negative ones; in the block scans that was a third of the time."""
-    return a[np.uint64(i)]
-
-
-@step
-def put(a, i, x):
-    """``a[i] = x`` for an ``i`` known to be >= 0 (see :func:`at`)."""
-    a[np.uint64(i)] = x
 
 
 @step
@@ -49,7 +26,7 @@ def fast_k(close, lowest, highest):
     """%K of ``close`` in the range [lowest, highest]; 0 for a range that is zero to 1e-14 of the
     prices' size (NaN goes through)."""
     diff = highest - lowest
-    value = unfused((close - lowest) / diff * 100.0)
+    value = rounded((close - lowest) / diff * 100.0)
     return 0.0 if abs(diff) <= 1e-14 * (abs(highest) + abs(lowest)) else value
 
 
@@ -160,25 +137,6 @@ def _fast_k_update(st, base, k, i, high, low, close):
     st[base + 2] = highest
     st[base + 3] = highest_idx
     return fast_k(close, lowest, highest)
-
-
-@step
-def skip_leading_nan(st, b, high, low, close, out, o, width):
-    """True (outputs NaN) for an update before the first whose prices are all numbers."""
-    if st[b] == 0.0 and (np.isnan(high) or np.isnan(low) or np.isnan(close)):
-        for j in range(width):
-            out[o + j] = NAN
-        return True
-    return False
-
-
-def price_series(high, low, close):
-    """The three price series validated, and the first row where all are numbers."""
-    h = inputs.series("high", high)
-    lo = inputs.series("low", low)
-    c = inputs.series("close", close)
-    inputs.same_length(high=h, low=lo, close=c)
-    return h, lo, c, inputs.valid_from(h, lo, c)
 
 
 # --- window extremes by blocks ----------------------------------------------------------------
@@ -302,7 +260,7 @@ def _has_nan(high, low):
 
 
 def _stoch_batch(high, low, close, k, sk, sd):
-    h, lo, c, start = price_series(high, low, close)
+    h, lo, c, start = inputs.price_series(high, low, close)
     one, two = inputs.output(h.shape[0], start, 2)
     h, lo, c = h[start:], lo[start:], c[start:]
     run = _stoch_tracking if _has_nan(h, lo) else _stoch_blocks
@@ -494,7 +452,7 @@ def willr(high, low, close, timeperiod=14):
     """Williams' %R over ``timeperiod`` bars, in [-100, 0]; NaN for the first
     ``timeperiod - 1`` rows."""
     p = WILLR.bind(timeperiod=timeperiod)
-    h, lo, c, start = price_series(high, low, close)
+    h, lo, c, start = inputs.price_series(high, low, close)
     (out,) = inputs.output(h.shape[0], start)
     _willr(h[start:], lo[start:], c[start:], p["timeperiod"], out[start:])
     return out

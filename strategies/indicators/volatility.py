@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import types
-from numba.extending import intrinsic
 
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, Param, matype, period
 from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.primitives import fma, mul
 
 NAN = np.nan
 TA_REAL = 3e37  # TA-Lib's TA_REAL_MIN/TA_REAL_MAX magnitude for real parameters
@@ -32,39 +31,6 @@ _BLOCK = 512  # rows a batch kernel takes through its two loops at a time (they 
 # the scheduled re-anchoring, plain running sum (the SMA), the ring slot the next value goes to
 # (which holds the oldest value once the ring is full), then the ring of the last values.
 _INV, _SHIFT, _DEV1, _DEV2, _RESEED, _TOTAL, _SLOT, _RING = range(8)
-
-
-# --- rounding ------------------------------------------------------------------------------
-# The kernels compile with ``contract``, but whether LLVM then fuses a product into a sum depends
-# on the code around it (a product chosen by a select is not fused), while TA-Lib's build fuses
-# some of its products and not others. Where that matters each rounding is spelled out: ``fma``
-# for a fused product, ``mul`` for a rounded one.
-@intrinsic
-def mul(typingctx, a, b):
-    """``a * b`` rounded on its own: never fused into a neighbouring addition.
-
-    numba's fastmath pass gives ``contract`` only to instructions without flags; ``afn``
-    (approximate library functions) means nothing for a multiply but keeps it off. Unlike an
-    arithmetic fence, a flagged multiply still vectorizes."""
-    if not (isinstance(a, types.Float) and isinstance(b, types.Float)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fmul(args[0], args[1], flags=("afn",))
-
-    return types.float64(types.float64, types.float64), codegen
-
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once."""
-    if not all(isinstance(t, types.Float) for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return types.float64(types.float64, types.float64, types.float64), codegen
 
 
 # --- rolling variance (TA-Lib's shifted sums) ------------------------------------------------

@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from tickd.strategies.indicators import inputs
-from tickd.strategies.indicators.averages import unfused
 from tickd.strategies.indicators.catalog import Indicator
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.volatility import fma
+from tickd.strategies.indicators.primitives import fence, fma
 
 NAN = np.nan
 
@@ -91,7 +90,7 @@ def money_flow(high, low, close, volume):
     changing a bit of it (so no branch is needed)."""
     spread = high - low
     flow = ((close - low) - (high - close)) / spread
-    return unfused(flow * volume) if spread > 0.0 else -0.0
+    return fence(flow * volume) if spread > 0.0 else -0.0
 
 
 @kernel

@@ -233,7 +233,7 @@ class Bank:
     def update(self, events: NDArray[np.float64]) -> NDArray[np.float64]:
         """Feed ``events`` (float64, C-contiguous, shape (n, 6)); return :attr:`out`, of which
         the first n rows are valid."""
-        self._run(self._buf, events, events.shape[0])
+        self._run(self._buf, events, len(events))  # anything but a float64 matrix: TypeError
         return self.out
 
     def column(self, spec: Spec, output: str | None = None) -> int:

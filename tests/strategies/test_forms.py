@@ -145,6 +145,8 @@ def test_bank_refuses_more_events_than_its_capacity_and_the_wrong_shape() -> Non
         bank.update(np.zeros((1, 5)))
     with pytest.raises(TypeError):
         bank.update(np.zeros((1, 6), dtype=np.float32))
+    with pytest.raises(TypeError):
+        bank.update([[0.0] * 6])  # type: ignore[arg-type]
 
 
 def test_bank_run_feeds_the_banks_own_rows_like_update() -> None:

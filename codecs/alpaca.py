@@ -1,19 +1,19 @@
 """Alpaca market-data streams (stocks, crypto, options, news) in JSON and msgpack, both ways.
 
-Every server frame is an array of objects tagged by ``T``. Decoding takes two routes:
+Every server frame is an array of objects tagged by ``T``. Decoding takes three routes:
 
-* fast (stocks and crypto, JSON and msgpack): one compiled pass rewrites the timestamps to
-  integer nanoseconds in place (:mod:`.fastpath`), then one msgspec call decodes the whole frame
-  into the public structs. No Python runs per message: ``ts_recv`` is stamped by the structs'
-  default factory (:func:`.schema.receiving`).
-* per frame in Python (options, news, and any frame the fast pass leaves alone, e.g. a
-  timestamp in the 4-byte msgpack form): one msgspec call into private *wire* structs,
+* fast (stocks and crypto, JSON and msgpack): one compiled pass copies the frame into a scratch
+  buffer with the timestamps as integer nanoseconds and the receive stamp added to each message
+  (:mod:`.fastpath`), then one msgspec call decodes the whole copy into the public structs. No
+  Python runs per message.
+* per frame in Python (options and news): one msgspec call into private *wire* structs,
   which subclass the public structs and differ only in the timestamp's type (text or the msgpack
-  timestamp extension); the timestamps are converted in place and each struct's class is switched
-  to its public parent (same layout: one pointer write).
-* careful: if anything in the frame is off (an unknown ``T``, a missing field, not JSON at all) the
-  frame is split into raw messages and each is decoded on its own, so one bad message costs only
-  itself. Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
+  timestamp extension); the timestamps are converted in place, ``ts_recv`` is set, and each
+  struct's class is switched to its public parent (same layout: one pointer write).
+* careful: if anything in the frame is off (an unknown ``T``, a missing field, not JSON at all,
+  a timestamp in a form the fast pass leaves alone such as msgpack's 4-byte one) the frame is
+  split into raw messages and each is decoded on its own, so one bad message costs only itself.
+  Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
 """
 
 import functools
@@ -32,9 +32,8 @@ from .errors import (
     UnknownMessage,
     excerpt,
 )
-from .fastpath import rewrite_json_times, rewrite_msgpack_times
+from .fastpath import entry_point, rewrite_json_times, rewrite_msgpack_times, scratch_size
 from .schema import (
-    RECEIVE_STAMP,
     Bar,
     CancelError,
     ChannelSets,
@@ -217,37 +216,38 @@ class AlpacaDecoder:
         if stream in ("stocks", "crypto"):
             native: Any = _union((*STREAM_TYPES[stream], *CONTROL_TYPES))
             self._native = module.Decoder(list[native])
-        self._rewrite = rewrite_json_times if json_mode else rewrite_msgpack_times
+            self._rewrite = entry_point(rewrite_json_times if json_mode else rewrite_msgpack_times)
+            self._grow(4096)
         self._json = json_mode
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
-        token = RECEIVE_STAMP.set(ts_recv)  # what ``receiving`` does, minus its overhead
-        try:
-            if self._native is not None:  # the fast path, inline: it runs once per frame
-                buffer = bytearray(frame.encode() if isinstance(frame, str) else frame)
-                # JSON escapes could spell a key ``t`` the kernel cannot see: careful path.
-                if (self._json and _BACKSLASH in buffer) or (
-                    rewritten := self._rewrite(buffer)
-                ) < 0:
-                    return self.stats.record(self._decode_carefully(frame, ts_recv))
-                try:
-                    messages = self._native.decode(buffer)
-                except DECODE_ERRORS:
-                    return self.stats.record(self._decode_carefully(frame, ts_recv))
-                # Every data message must owe its time to the rewrite (a number already on the
-                # wire is bad input); control messages come alone in their frame.
-                if rewritten != len(messages) and not (
-                    rewritten == 0 and len(messages) == 1 and type(messages[0]) in CONTROL_TYPES
-                ):
-                    return self.stats.record(self._decode_carefully(frame, ts_recv))
-                stats = self.stats
-                stats.frames += 1
-                stats.messages += len(messages)
-                return Decoded(messages)
+        if self._native is None:
             return self.stats.record(self._decode(frame, ts_recv))
-        finally:
-            RECEIVE_STAMP.reset(token)
+        # The fast path, inline: it runs once per frame.
+        if type(frame) is not bytes:
+            frame = frame.encode() if isinstance(frame, str) else bytes(frame)
+        if len(frame) > self._room:
+            self._grow(len(frame))
+        # JSON escapes could spell a key ``t`` the kernel cannot see: careful path.
+        if (self._json and _BACKSLASH in frame) or (
+            size := self._rewrite(frame, self._scratch, ts_recv)
+        ) < 0:
+            return self.stats.record(self._decode_carefully(frame, ts_recv))
+        try:
+            messages = self._native.decode(self._view[:size])
+        except DECODE_ERRORS:
+            return self.stats.record(self._decode_carefully(frame, ts_recv))
+        stats = self.stats
+        stats.frames += 1
+        stats.messages += len(messages)
+        return Decoded(messages)
+
+    def _grow(self, frame_size: int) -> None:
+        """A scratch buffer for the kernel's output, reused frame after frame."""
+        self._scratch = bytearray(scratch_size(frame_size))
+        self._view = memoryview(self._scratch)
+        self._room = frame_size
 
     def _decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int) -> Decoded:
         try:
@@ -327,6 +327,7 @@ class AlpacaDecoder:
             except (TimestampError, IndexError) as exc:
                 bad.append((position, f"bad timestamp t={text[:40]!r}: {exc}"))
                 continue
+            message.ts_recv = ts_recv
             message.__class__ = public
         return bad
 
@@ -347,6 +348,7 @@ class AlpacaDecoder:
                 nanos = packed >> 34
                 if nanos < NS_PER_SECOND:
                     message.ts_event = (packed & 0x3_FFFF_FFFF) * NS_PER_SECOND + nanos
+                    message.ts_recv = ts_recv
                     message.__class__ = public
                     continue
             try:
@@ -354,6 +356,7 @@ class AlpacaDecoder:
             except TimestampError as exc:
                 bad.append((position, f"bad timestamp t: {exc}"))
                 continue
+            message.ts_recv = ts_recv
             message.__class__ = public
         return bad
 
@@ -370,6 +373,7 @@ class AlpacaDecoder:
     def _option(self, message: Any, ts_recv: int) -> Trade | Quote:
         message.ts_event = self._to_ns(message.ts_event)
         message.conditions = (message.conditions,) if message.conditions else ()
+        message.ts_recv = ts_recv
         message.__class__ = message._public
         return cast(Trade | Quote, message)
 

@@ -8,28 +8,25 @@ Conventions (see DESIGN.md, "One schema"):
   codec decodes straight into these types. Other sources convert explicitly.
 * Sizes say what they are: equities trade whole shares (``int``), crypto trades fractions
   (``float``). Separate structs keep the two from mixing silently.
-* ``gc=False`` on structs that hold only scalars: they can never be part of a reference cycle, and
-  a daemon allocating millions of them should not pay for the cycle collector.
+* ``gc=False`` on structs that hold only scalars, or tuples of scalars and frozen scalar structs:
+  they can never be part of a reference cycle, and a daemon allocating millions of them should not
+  pay for the cycle collector (a mutable struct in a tuple, like ``Order.legs``, could be).
 * Trading-stream money and quantities are ``Decimal`` (they arrive as decimal strings).
 * Market-data structs carry Alpaca's ``T`` tag, so a whole frame decodes in one msgspec call
   (``Trade`` and ``CryptoTrade`` share ``"t"``: they live on different streams). Bar kinds are
   subclasses (``UpdatedBar`` replaces the ``Bar`` with the same symbol and start).
-* ``ts_recv`` defaults to the receive stamp of the decode in progress (see :func:`receiving`), so
-  decoders stamp every message without a Python step per message; outside a decode it is 0.
+* ``ts_recv`` is 0 until a decoder stamps it; the Alpaca fast path has its kernel write it into
+  the frame, so msgspec sets it like any field (see ``codecs/fastpath.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal, TypeAlias
 
 from msgspec import Meta, Struct, field
 
 __all__ = [
-    "RECEIVE_STAMP",
     "ApiError",
     "Authorization",
     "Bar",
@@ -64,7 +61,6 @@ __all__ = [
     "Trade",
     "TradingStatus",
     "UpdatedBar",
-    "receiving",
 ]
 
 BarKind: TypeAlias = Literal["minute", "updated", "daily"]
@@ -72,30 +68,10 @@ BarKind: TypeAlias = Literal["minute", "updated", "daily"]
 Int64: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-# The receive stamp of the decode in progress. A ContextVar is private to each thread and each
-# asyncio task, and its ``get`` is a C-level zero-argument callable (16 ns here, against 80 ns for a
-# thread-local attribute): msgspec calls it for every struct it builds, as ``ts_recv``'s factory.
-RECEIVE_STAMP: ContextVar[int] = ContextVar("tickd_ts_recv", default=0)
-
-
-@contextmanager
-def receiving(ts_recv: int) -> Iterator[None]:
-    """Within the block, structs built without an explicit ``ts_recv`` get this one."""
-    token = RECEIVE_STAMP.set(ts_recv)
-    try:
-        yield
-    finally:
-        RECEIVE_STAMP.reset(token)
-
-
-def _recv() -> int:
-    return field(default_factory=RECEIVE_STAMP.get)
-
-
 # --- market data (Alpaca stocks / options / Finnhub equities) -------------------------------------
 
 
-class Trade(Struct, kw_only=True, tag_field="T", tag="t"):
+class Trade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     """An equity or option trade. ``size`` is whole shares/contracts."""
 
     symbol: str = field(name="S")
@@ -106,10 +82,10 @@ class Trade(Struct, kw_only=True, tag_field="T", tag="t"):
     exchange: str = field(default="", name="x")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
-class Quote(Struct, kw_only=True, tag_field="T", tag="q"):
+class Quote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     """An equity or option NBBO/venue quote. Stock sizes are in round lots, as Alpaca sends them."""
 
     symbol: str = field(name="S")
@@ -122,7 +98,7 @@ class Quote(Struct, kw_only=True, tag_field="T", tag="q"):
     ask_exchange: str = field(default="", name="ax")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
@@ -141,7 +117,7 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     volume: Int64 = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -158,7 +134,7 @@ class DailyBar(Bar, tag="d"):
     kind: ClassVar[BarKind] = "daily"
 
 
-class Correction(Struct, kw_only=True, tag_field="T", tag="c"):
+class Correction(Struct, kw_only=True, gc=False, tag_field="T", tag="c"):
     """A correction of an earlier trade (match it by symbol, exchange and ``original_id``)."""
 
     symbol: str = field(name="S")
@@ -173,7 +149,7 @@ class Correction(Struct, kw_only=True, tag_field="T", tag="c"):
     original_conditions: tuple[str, ...] = field(default=(), name="oc")
     corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
@@ -187,7 +163,7 @@ class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
     size: Int64 = field(name="s")
     action: str = field(name="a")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
@@ -199,7 +175,7 @@ class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
     limit_down: float = field(name="d")
     indicator: str = field(name="i")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class TradingStatus(Struct, kw_only=True, gc=False, tag_field="T", tag="s"):
@@ -212,7 +188,7 @@ class TradingStatus(Struct, kw_only=True, gc=False, tag_field="T", tag="s"):
     reason_code: str = field(default="", name="rc")
     reason_message: str = field(default="", name="rm")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
@@ -222,7 +198,7 @@ class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
     ts_event: int = field(name="t")
     price: float = field(name="p")
     tape: str = field(default="", name="z")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 # --- crypto -------------------------------------------------------------------------------------
@@ -238,7 +214,7 @@ class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     trade_id: Int64 = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
     exchange: str = field(default="", name="x")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
@@ -250,7 +226,7 @@ class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     bid_size: float = field(name="bs")
     ask_price: float = field(name="ap")
     ask_size: float = field(name="as")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
@@ -265,7 +241,7 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     volume: float = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -289,7 +265,7 @@ class BookLevel(Struct, gc=False, frozen=True):
     size: float = field(name="s")
 
 
-class OrderbookUpdate(Struct, kw_only=True, tag_field="T", tag="o"):
+class OrderbookUpdate(Struct, kw_only=True, gc=False, tag_field="T", tag="o"):
     """Crypto order book: a full snapshot when ``reset`` is true, otherwise a delta."""
 
     symbol: str = field(name="S")
@@ -297,13 +273,13 @@ class OrderbookUpdate(Struct, kw_only=True, tag_field="T", tag="o"):
     bids: tuple[BookLevel, ...] = field(default=(), name="b")
     asks: tuple[BookLevel, ...] = field(default=(), name="a")
     reset: bool = field(default=False, name="r")
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 # --- news and fundamentals ----------------------------------------------------------------------
 
 
-class News(Struct, kw_only=True):
+class News(Struct, kw_only=True, gc=False):
     """A news item from any provider.
 
     ``id`` is the provider's id as text (NewsAPI has none: its URL is the id); ``id`` plus
@@ -323,7 +299,7 @@ class News(Struct, kw_only=True):
     source: str = ""
     category: str = ""
     image: str = ""
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class MetricPoint(Struct, gc=False, frozen=True):
@@ -340,7 +316,7 @@ class CompanyMetrics(Struct, kw_only=True):
     metric_type: str = ""
     metrics: dict[str, float | str | None] = {}
     series: dict[str, dict[str, tuple[MetricPoint, ...]]] = {}
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 # --- orders (Alpaca trade_updates) --------------------------------------------------------------
@@ -414,7 +390,7 @@ class OrderUpdate(Struct, kw_only=True):
     ts_at: int | None = None
     position_qtys: dict[str, Decimal] | None = None
     leg_executions: tuple[LegExecution, ...] | None = None
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 # --- control messages ---------------------------------------------------------------------------
@@ -473,7 +449,7 @@ class Listening(Struct, frozen=True, kw_only=True):
 class Ping(Struct, gc=False, kw_only=True):
     """A keep-alive from the server (Finnhub ``{"type":"ping"}``); useful only as liveness."""
 
-    ts_recv: int = _recv()
+    ts_recv: int = 0
 
 
 class ApiError(Struct, gc=False, frozen=True, kw_only=True):

@@ -1,30 +1,59 @@
-"""The compiled rewrite kernels: what they change, and everything they must leave alone."""
+"""The compiled rewrite kernels: what they change, and everything they must refuse."""
+
+import datetime
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickd.codecs.fastpath import rewrite_json_times, rewrite_msgpack_times
-from tickd.codecs.timestamps import ns_to_msgpack_ext, parse_rfc3339_ns
+from tickd.codecs.fastpath import (
+    entry_point,
+    rewrite_json_times,
+    rewrite_msgpack_times,
+    scratch_size,
+)
+from tickd.codecs.timestamps import format_rfc3339_ns, ns_to_msgpack_ext, parse_rfc3339_ns
 
 Ext = msgspec.msgpack.Ext
+STAMP = 1_717_162_200_500_000_007
 
 
-def rewrite_json(text: bytes) -> tuple[int, bytes]:
-    buf = bytearray(text)
-    count = rewrite_json_times(buf)
-    assert len(buf) == len(text)  # always in place, at equal length
-    return count, bytes(buf)
+def run(kernel: object, frame: bytes, ts_recv: int = STAMP) -> bytes | None:
+    """The kernel's output for ``frame``, or None when it refuses the frame. The input is never
+    written to, and nothing is written past the length returned."""
+    original = bytes(frame)
+    dst = bytearray(b"\xee" * scratch_size(len(frame)))
+    size = entry_point(kernel)(frame, dst, ts_recv)
+    assert frame == original
+    if size < 0:
+        return None
+    assert set(dst[size:]) <= {0xEE}
+    return bytes(dst[:size])
 
 
-def test_json_timestamps_become_padded_integers() -> None:
+def rewrite_json(frame: bytes, ts_recv: int = STAMP) -> bytes | None:
+    return run(rewrite_json_times, frame, ts_recv)
+
+
+def test_json_timestamps_become_integers_followed_by_the_receive_stamp() -> None:
     frame = b'[{"T":"t","t":"2021-02-22T15:51:45.335689322Z","p":1},{"t":"2021-02-22T19:15:00Z"}]'
-    count, out = rewrite_json(frame)
-    assert count == 2
+    out = rewrite_json(frame)
+    assert out is not None
     assert msgspec.json.decode(out) == [
-        {"T": "t", "t": 1614009105335689322, "p": 1},
-        {"t": 1614021300000000000},
+        {"T": "t", "t": 1614009105335689322, "ts_recv": STAMP, "p": 1},
+        {"t": 1614021300000000000, "ts_recv": STAMP},
+    ]
+
+
+def test_json_messages_in_the_same_second_share_its_digits_correctly() -> None:
+    times = ["2021-02-22T15:51:45.1Z", "2021-02-22T15:51:45.123456789Z", "2021-02-22T15:51:45Z"]
+    times += ["2021-02-22T15:51:46.000000001Z", "2021-02-22T15:51:45.5Z"]
+    frame = msgspec.json.encode([{"t": t, "k": i} for i, t in enumerate(times)])
+    out = rewrite_json(frame, ts_recv=-5)
+    assert out is not None
+    assert msgspec.json.decode(out) == [
+        {"t": parse_rfc3339_ns(t), "ts_recv": -5, "k": i} for i, t in enumerate(times)
     ]
 
 
@@ -32,7 +61,6 @@ def test_json_timestamps_become_padded_integers() -> None:
     "frame",
     [
         b'[{"t": "2021-02-22T15:51:45Z"}]',  # whitespace: not the exact pattern
-        b'[{"x":"a\\",\\"t\\":\\"2021-02-22T15:51:45Z"}]',  # inside a string
         b'[{"t":"2021-02-22T15:51:45+01:00"}]',  # offsets go the careful way
         b'[{"t":"2021-02-30T15:51:45Z"}]',  # no such day
         b'[{"t":"2021-02-22T24:00:00Z"}]',
@@ -48,12 +76,24 @@ def test_json_timestamps_become_padded_integers() -> None:
         b'[{"t":"2021-02-22T15:51:45.12a4Z"}]',
         b'[{"t":"2021-02-22T15:51:45Z',  # truncated
         b'[{"t":12}]',
-        b"",
     ],
 )
-def test_json_leaves_anything_else_alone(frame: bytes) -> None:
-    count, out = rewrite_json(frame)
-    assert count <= 0 and out == frame
+def test_json_refuses_anything_else(frame: bytes) -> None:
+    assert rewrite_json(frame) is None
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"[]",
+        b'[{"T":"success","msg":"connected"}]',
+        b'[{"T":"t","c":["t"],"tt":1}]',
+        b'[{"x":"a\\",\\"t\\":\\"2021-02-22T15:51:45Z"}]',  # inside a string
+    ],
+)
+def test_json_without_timestamps_is_copied_as_it_is(frame: bytes) -> None:
+    assert rewrite_json(frame) == frame
 
 
 @pytest.mark.parametrize(
@@ -62,31 +102,37 @@ def test_json_leaves_anything_else_alone(frame: bytes) -> None:
         b'[{"t":"2021-02-22T15:51:45Z","p":1,"t":5}]',  # a number a second key "t" brings
         b'[{"t":"2021-02-22T15:51:45Z","p":1, "t" :5}]',
         b'[{"t":"2021-02-22T15:51:45Z"},{"t":"never"}]',
+        b'[{"t":"2021-02-22T15:51:45Z","ts_recv":5}]',  # the stamp is the receiver's to write
+        b'[{"t":"1970-01-01T00:00:00.5Z"}]',  # the epoch's own second: no leading zeros
     ],
 )
 def test_json_refuses_frames_where_some_key_t_is_not_a_timestamp(frame: bytes) -> None:
-    assert rewrite_json_times(bytearray(frame)) == -1
+    assert rewrite_json(frame) is None
 
 
 def test_values_spelled_t_are_not_keys() -> None:
     frame = b'[{"T":"t","c":["t","@"],"t":"2021-02-22T15:51:45Z"}]'
-    assert rewrite_json(frame)[0] == 1
+    out = rewrite_json(frame)
+    assert out is not None and msgspec.json.decode(out)[0]["c"] == ["t", "@"]
+
+
+def test_json_without_room_is_refused() -> None:
+    frame = b'[{"t":"2021-02-22T15:51:45Z"}]'
+    assert entry_point(rewrite_json_times)(frame, bytearray(len(frame)), STAMP) == -1
 
 
 @given(st.integers(0, 9_214_646_400 * 10**9 - 1))  # up to 2261-12-31
 def test_json_rewrite_agrees_with_the_python_parser(ns: int) -> None:
-    from tickd.codecs.timestamps import format_rfc3339_ns
-
     text = format_rfc3339_ns(ns)
-    count, out = rewrite_json(b'[{"t":"' + text.encode() + b'"}]')
-    assert count == 1 and msgspec.json.decode(out)[0]["t"] == parse_rfc3339_ns(text) == ns
+    out = rewrite_json(b'[{"t":"' + text.encode() + b'"}]')
+    if ns < 10**9:  # the epoch's first second goes the careful way
+        assert out is None
+        return
+    assert out is not None and msgspec.json.decode(out)[0]["t"] == parse_rfc3339_ns(text) == ns
 
 
-def rewrite_msgpack(frame: bytes) -> tuple[int, bytes]:
-    buf = bytearray(frame)
-    count = rewrite_msgpack_times(buf)
-    assert len(buf) == len(frame)
-    return count, bytes(buf)
+def rewrite_msgpack(frame: bytes, ts_recv: int = STAMP) -> bytes | None:
+    return run(rewrite_msgpack_times, frame, ts_recv)
 
 
 def pack(obj: object) -> bytes:
@@ -105,11 +151,13 @@ def test_msgpack_fixext8_timestamps_become_int64() -> None:
             },
         ]
     )
-    count, out = rewrite_msgpack(frame)
-    assert count == 2
+    out = rewrite_msgpack(frame, ts_recv=-(2**63))
+    assert out is not None
     decoded = msgspec.msgpack.decode(out)
-    assert decoded[0]["t"] == ns and decoded[1]["t"] == ns + 1
-    assert isinstance(decoded[1]["nested"]["t"], type(decoded[1]["nested"]["t"]))  # left alone
+    assert decoded[0] == {"T": "t", "c": ["@", "F"], "t": ns, "ts_recv": -(2**63), "p": 1.5}
+    assert decoded[1]["t"] == ns + 1 and decoded[1]["ts_recv"] == -(2**63)
+    assert isinstance(decoded[1]["nested"]["t"], datetime.datetime)  # only messages' own keys
+    assert "ts_recv" not in decoded[1]["nested"]
 
 
 def test_msgpack_walks_every_kind_of_value() -> None:
@@ -143,9 +191,24 @@ def test_msgpack_walks_every_kind_of_value() -> None:
     message["t"] = Ext(-1, ns_to_msgpack_ext(ns))
     big = {f"m{i}": i for i in range(20)} | {"t": Ext(-1, ns_to_msgpack_ext(ns))}
     frame = pack([message] * 17 + [big, 7, [1, 2]])  # array16, map16, non-map items
-    count, out = rewrite_msgpack(frame)
-    assert count == 18
-    assert [m["t"] for m in msgspec.msgpack.decode(out)[:18]] == [ns] * 18
+    out = rewrite_msgpack(frame)
+    assert out is not None
+    decoded = msgspec.msgpack.decode(out)
+    assert [(m["t"], m["ts_recv"]) for m in decoded[:18]] == [(ns, STAMP)] * 18
+    assert decoded[18:] == [7, [1, 2]]
+    assert decoded[0]["k12"] == list(range(20)) and decoded[17]["m19"] == 19
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x90",
+        pack([{"T": "success", "msg": "authenticated"}]),
+        pack([{"T": "t", "c": ["@", 5, "x" * 40]}]),  # an array that is not all short strings
+    ],
+)
+def test_msgpack_without_timestamps_is_copied_as_it_is(frame: bytes) -> None:
+    assert rewrite_msgpack(frame) == frame
 
 
 @pytest.mark.parametrize(
@@ -158,18 +221,17 @@ def test_msgpack_walks_every_kind_of_value() -> None:
         pack({"t": Ext(-1, ns_to_msgpack_ext(1))}),  # not an array
     ],
 )
-def test_msgpack_leaves_other_forms_alone(frame: bytes) -> None:
-    count, out = rewrite_msgpack(frame)
-    assert count <= 0 and out == frame
+def test_msgpack_refuses_other_forms(frame: bytes) -> None:
+    assert rewrite_msgpack(frame) is None
 
 
 @pytest.mark.parametrize("cut", [1, 2, 5, 9, 14, 20])
 def test_a_truncated_msgpack_frame_stays_undecodable(cut: int) -> None:
     frame = pack([{"T": "t", "S": "AAPL", "t": Ext(-1, ns_to_msgpack_ext(5)), "c": ["@"] * 3}])
-    buf = bytearray(frame[:-cut])
-    rewrite_msgpack_times(buf)
-    with pytest.raises(msgspec.DecodeError):
-        msgspec.msgpack.decode(buf)
+    out = rewrite_msgpack(frame[:-cut])
+    if out is not None:
+        with pytest.raises(msgspec.DecodeError):
+            msgspec.msgpack.decode(out)
 
 
 @pytest.mark.parametrize(
@@ -180,10 +242,23 @@ def test_msgpack_refuses_a_key_t_holding_anything_but_the_timestamp(key: bytes) 
     # the same map with a second key "t" (in any str encoding) holding the integer 5
     frame = good[:1] + b"\x82" + good[2:] + key + b"\x05"
     assert msgspec.msgpack.decode(frame)[0]["t"] == 5
-    assert rewrite_msgpack_times(bytearray(frame)) == -1
+    assert rewrite_msgpack(frame) is None
 
 
-def test_msgpack_frames_that_are_not_arrays_of_maps_are_refused() -> None:
-    assert rewrite_msgpack_times(bytearray(b"")) == -1
-    assert rewrite_msgpack_times(bytearray(b"\xdd\x00\x00\x00\x01\x80")) == -1  # array32
-    assert rewrite_msgpack_times(bytearray(b"\x91\xdf\x00\x00\x00\x00")) == -1  # map32
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\xdd\x00\x00\x00\x01\x80",  # array32
+        b"\x91\xdf\x00\x00\x00\x00",  # map32
+        pack([{"ts_recv": 5, "t": Ext(-1, ns_to_msgpack_ext(5))}]),  # the receiver's to write
+        pack([{f"k{i}": i for i in range(14)} | {"t": Ext(-1, ns_to_msgpack_ext(5))}]),  # 15 keys
+    ],
+)
+def test_msgpack_frames_it_cannot_rewrite_are_refused(frame: bytes) -> None:
+    assert rewrite_msgpack(frame) is None
+
+
+def test_msgpack_without_room_is_refused() -> None:
+    frame = pack([{"t": Ext(-1, ns_to_msgpack_ext(5))}])
+    assert entry_point(rewrite_msgpack_times)(frame, bytearray(len(frame)), STAMP) == -1

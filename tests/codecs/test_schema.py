@@ -1,10 +1,11 @@
 """The schema's own rules: receive stamps, bar kinds, int64 bounds, tags."""
 
-import threading
+from typing import Any
 
 import msgspec
 import pytest
 
+from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder
 from tickd.codecs.schema import (
     Bar,
     CryptoBar,
@@ -13,7 +14,6 @@ from tickd.codecs.schema import (
     DailyBar,
     Trade,
     UpdatedBar,
-    receiving,
 )
 
 
@@ -21,24 +21,22 @@ def trade() -> Trade:
     return Trade(symbol="AAPL", ts_event=1, price=1.0, size=1)
 
 
-def test_receive_stamp_applies_inside_the_block_only() -> None:
+def test_the_receive_stamp_is_zero_until_a_decoder_sets_it() -> None:
     assert trade().ts_recv == 0
-    with receiving(42):
-        assert trade().ts_recv == 42
-        with receiving(7):
-            assert trade().ts_recv == 7
-        assert trade().ts_recv == 42
-        assert Trade(symbol="A", ts_event=1, price=1.0, size=1, ts_recv=3).ts_recv == 3
-    assert trade().ts_recv == 0
+    assert Trade(symbol="A", ts_event=1, price=1.0, size=1, ts_recv=3).ts_recv == 3
 
 
-def test_receive_stamp_does_not_leak_into_other_threads() -> None:
-    seen: list[int] = []
-    with receiving(42):
-        worker = threading.Thread(target=lambda: seen.append(trade().ts_recv))
-        worker.start()
-        worker.join()
-    assert seen == [0]
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+@pytest.mark.parametrize("stream", ["stocks", "options"])
+def test_a_receive_stamp_on_the_wire_is_replaced_by_the_receivers(
+    stream: Any, encoding: Any
+) -> None:
+    frame = AlpacaEncoder(stream, encoding).encode([trade()])
+    module: Any = msgspec.json if encoding == "json" else msgspec.msgpack
+    raw = module.decode(frame)
+    raw[0]["ts_recv"] = 5
+    result = AlpacaDecoder(stream, encoding).decode(module.encode(raw), ts_recv=42)
+    assert result.errors == [] and [m.ts_recv for m in result.messages] == [42]
 
 
 def test_bar_kinds_are_subclasses_with_their_own_tag() -> None:

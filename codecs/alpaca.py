@@ -87,7 +87,6 @@ Encoding: TypeAlias = Literal["json", "msgpack"]
 
 _Ext = msgspec.msgpack.Ext
 _MSGPACK_TIMESTAMP: Final = -1
-_BACKSLASH: Final = 0x5C
 # The schema types each stream carries (the order is the decoding union's order).
 STREAM_TYPES: Final[dict[str, tuple[type[Struct], ...]]] = {
     "stocks": (
@@ -218,7 +217,6 @@ class AlpacaDecoder:
             self._native = module.Decoder(list[native])
             self._rewrite = entry_point(rewrite_json_times if json_mode else rewrite_msgpack_times)
             self._grow(4096)
-        self._json = json_mode
 
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_recv: int = 0) -> Decoded:
         """Decode one frame. Good messages come back in order, stamped with ``ts_recv``."""
@@ -229,10 +227,7 @@ class AlpacaDecoder:
             frame = frame.encode() if isinstance(frame, str) else bytes(frame)
         if len(frame) > self._room:
             self._grow(len(frame))
-        # JSON escapes could spell a key ``t`` the kernel cannot see: careful path.
-        if (self._json and _BACKSLASH in frame) or (
-            size := self._rewrite(frame, self._scratch, ts_recv)
-        ) < 0:
+        if (size := self._rewrite(frame, self._scratch, ts_recv)) < 0:
             return self.stats.record(self._decode_carefully(frame, ts_recv))
         try:
             messages = self._native.decode(self._view[:size])

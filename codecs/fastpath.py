@@ -33,10 +33,11 @@ from numba.extending import intrinsic
 
 __all__ = ["entry_point", "rewrite_json_times", "rewrite_msgpack_times", "scratch_size"]
 
-_QUOTE, _COLON, _COMMA, _LBRACE, _T = 34, 58, 44, 123, 116
+_QUOTE, _COLON, _COMMA, _LBRACE, _T, _BACKSLASH = 34, 58, 44, 123, 116, 92
 _ONES = np.uint64(0x0101_0101_0101_0101)
 _HIGHS = np.uint64(0x8080_8080_8080_8080)
 _TS = np.uint64(0x7474_7474_7474_7474)  # eight letters 't'
+_BACKSLASHES = np.uint64(0x5C5C_5C5C_5C5C_5C5C)
 _BYTEARRAY = types.ByteArray(types.uint8, 1, "C")
 _BYTES = types.Bytes(types.uint8, 1, "C", readonly=True)
 _JSON_STAMP_KEY = np.frombuffer(b',"ts_recv":', dtype=np.uint8)
@@ -206,11 +207,13 @@ def _write_digits(out, pos: int, value: int, width: int) -> None:  # type: ignor
 
 
 @njit(cache=True, inline="always")
-def _has_t(buf, i: int) -> bool:  # type: ignore[no-untyped-def]
-    """Is any of buf[i:i+8] a 't'? (One 64-bit word: the classic has-zero-byte test on the word
-    XOR eight 't's; it can flag a byte next to a real 't', never miss one.)"""
-    word = _load64(buf, i) ^ _TS
-    return ((word - _ONES) & ~word & _HIGHS) != uint64(0)
+def _has_t_or_backslash(buf, i: int) -> bool:  # type: ignore[no-untyped-def]
+    """Is any of buf[i:i+8] a 't' or a backslash? (One 64-bit word: the classic has-zero-byte
+    test on the word XOR eight of each; it can flag a byte next to a real one, never miss one.)"""
+    word = _load64(buf, i)
+    t = word ^ _TS
+    backslash = word ^ _BACKSLASHES
+    return (((t - _ONES) & ~t) | ((backslash - _ONES) & ~backslash)) & _HIGHS != uint64(0)
 
 
 @intrinsic
@@ -305,9 +308,9 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
     """Copy a JSON frame into ``dst`` with each ``"t":"<RFC 3339 UTC>"`` as
     ``"t":<ns>,"ts_recv":<ts_recv>``; return the length written, or -1 (see the module).
 
-    ``src`` holds no backslash: the caller sends frames with escapes the careful way (an escaped
-    key can spell ``t`` unseen). The scan looks for the letter ``t`` eight bytes at a time: it is
-    rare in market data (the trade tag and the keys), so most words are skipped with one test.
+    A frame holding a backslash is refused (an escaped key can spell ``t`` unseen). The scan looks
+    for the letter ``t`` and the backslash eight bytes at a time: they are rare in market data
+    (the trade tag and the keys), so most words are skipped with one test.
 
     Every key ``t`` in the frame is rewritten or the frame is refused, so a message that decodes
     (``t`` is a required field) owes its time to the rewrite and carries the receive stamp.
@@ -326,9 +329,11 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
     i = 1  # a key's quote comes before its 't'
     while i < n:
         # (This shape of loop, with no ``continue``, is the one LLVM turns into 64-bit loads.)
-        if i + 8 > n or _has_t(src, i):
+        if i + 8 > n or _has_t_or_backslash(src, i):
             stop = min(i + 8, n)
             while i < stop:
+                if src[i] == _BACKSLASH:  # an escape could spell a key ``t`` unseen
+                    return -1
                 if src[i] == _T:
                     close = _json_key_t(src, i, n)
                     if close < 0:

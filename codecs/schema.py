@@ -16,7 +16,9 @@ Conventions (see DESIGN.md, "One schema"):
   (``Trade`` and ``CryptoTrade`` share ``"t"``: they live on different streams). Bar kinds are
   subclasses (``UpdatedBar`` replaces the ``Bar`` with the same symbol and start).
 * ``ts_recv`` is 0 until a decoder stamps it; the Alpaca fast path has its kernel write it into
-  the frame, so msgspec sets it like any field (see ``codecs/fastpath.py``).
+  the frame right after ``t``, so msgspec sets it like any field (see ``codecs/fastpath.py``). It
+  is declared right after ``ts_event`` for that reason: msgspec matches keys fastest when they
+  come in declaration order.
 """
 
 from __future__ import annotations
@@ -76,13 +78,13 @@ class Trade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     price: float = field(name="p")
     size: Int64 = field(name="s")
     trade_id: Int64 = field(default=0, name="i")
     exchange: str = field(default="", name="x")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class Quote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
@@ -90,6 +92,7 @@ class Quote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     bid_price: float = field(name="bp")
     bid_size: Int64 = field(name="bs")
     ask_price: float = field(name="ap")
@@ -98,7 +101,6 @@ class Quote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     ask_exchange: str = field(default="", name="ax")
     conditions: tuple[str, ...] = field(default=(), name="c")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
@@ -110,6 +112,7 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     open: float = field(name="o")
     high: float = field(name="h")
     low: float = field(name="l")
@@ -117,7 +120,6 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     volume: Int64 = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    ts_recv: int = 0
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -139,6 +141,7 @@ class Correction(Struct, kw_only=True, gc=False, tag_field="T", tag="c"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     exchange: str = field(name="x")
     original_id: Int64 = field(name="oi")
     original_price: float = field(name="op")
@@ -149,7 +152,6 @@ class Correction(Struct, kw_only=True, gc=False, tag_field="T", tag="c"):
     original_conditions: tuple[str, ...] = field(default=(), name="oc")
     corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
@@ -157,13 +159,13 @@ class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     trade_id: Int64 = field(name="i")
     exchange: str = field(name="x")
     price: float = field(name="p")
     size: Int64 = field(name="s")
     action: str = field(name="a")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
@@ -171,11 +173,11 @@ class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     limit_up: float = field(name="u")
     limit_down: float = field(name="d")
     indicator: str = field(name="i")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class TradingStatus(Struct, kw_only=True, gc=False, tag_field="T", tag="s"):
@@ -183,12 +185,12 @@ class TradingStatus(Struct, kw_only=True, gc=False, tag_field="T", tag="s"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     status_code: str = field(name="sc")
     status_message: str = field(default="", name="sm")
     reason_code: str = field(default="", name="rc")
     reason_message: str = field(default="", name="rm")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
@@ -196,9 +198,9 @@ class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     price: float = field(name="p")
     tape: str = field(default="", name="z")
-    ts_recv: int = 0
 
 
 # --- crypto -------------------------------------------------------------------------------------
@@ -209,12 +211,12 @@ class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     price: float = field(name="p")
     size: float = field(name="s")
     trade_id: Int64 = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
     exchange: str = field(default="", name="x")
-    ts_recv: int = 0
 
 
 class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
@@ -222,11 +224,11 @@ class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     bid_price: float = field(name="bp")
     bid_size: float = field(name="bs")
     ask_price: float = field(name="ap")
     ask_size: float = field(name="as")
-    ts_recv: int = 0
 
 
 class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
@@ -234,6 +236,7 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     open: float = field(name="o")
     high: float = field(name="h")
     low: float = field(name="l")
@@ -241,7 +244,6 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     volume: float = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
-    ts_recv: int = 0
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -270,10 +272,10 @@ class OrderbookUpdate(Struct, kw_only=True, gc=False, tag_field="T", tag="o"):
 
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
+    ts_recv: int = 0
     bids: tuple[BookLevel, ...] = field(default=(), name="b")
     asks: tuple[BookLevel, ...] = field(default=(), name="a")
     reset: bool = field(default=False, name="r")
-    ts_recv: int = 0
 
 
 # --- news and fundamentals ----------------------------------------------------------------------
@@ -289,6 +291,7 @@ class News(Struct, kw_only=True, gc=False):
     provider: Literal["alpaca", "finnhub", "newsapi"]
     id: str
     ts_event: int
+    ts_recv: int = 0
     ts_updated: int
     headline: str
     summary: str = ""
@@ -299,7 +302,6 @@ class News(Struct, kw_only=True, gc=False):
     source: str = ""
     category: str = ""
     image: str = ""
-    ts_recv: int = 0
 
 
 class MetricPoint(Struct, gc=False, frozen=True):
@@ -382,6 +384,7 @@ class OrderUpdate(Struct, kw_only=True):
     event: str
     order: Order
     ts_event: int | None = None
+    ts_recv: int = 0
     execution_id: str | None = None
     price: Decimal | None = None
     qty: Decimal | None = None
@@ -390,7 +393,6 @@ class OrderUpdate(Struct, kw_only=True):
     ts_at: int | None = None
     position_qtys: dict[str, Decimal] | None = None
     leg_executions: tuple[LegExecution, ...] | None = None
-    ts_recv: int = 0
 
 
 # --- control messages ---------------------------------------------------------------------------

@@ -38,6 +38,9 @@ _ONES = np.uint64(0x0101_0101_0101_0101)
 _HIGHS = np.uint64(0x8080_8080_8080_8080)
 _TS = np.uint64(0x7474_7474_7474_7474)  # eight letters 't'
 _BACKSLASHES = np.uint64(0x5C5C_5C5C_5C5C_5C5C)
+_HIGH_HALVES = np.uint64(0xF0F0_F0F0_F0F0_F0F0)
+_THREES = np.uint64(0x3030_3030_3030_3030)
+_SIXES = np.uint64(0x0606_0606_0606_0606)
 _BYTEARRAY = types.ByteArray(types.uint8, 1, "C")
 _BYTES = types.Bytes(types.uint8, 1, "C", readonly=True)
 _JSON_STAMP_KEY = np.frombuffer(b',"ts_recv":', dtype=np.uint8)
@@ -138,6 +141,9 @@ def _fraction_digits(src, start: int, end: int) -> int:  # type: ignore[no-untyp
         return 0
     if n == 21 or src[start + 19] != 46:  # '.' and at least one digit
         return -1
+    if n == 30:  # nine digits, the usual: eight checked as one word, then the ninth
+        ninth = _digit(src, start + 28)
+        return 9 if _eight_digits(_load64(src, start + 20)) and 0 <= ninth <= 9 else -1
     bad = 0
     for k in range(start + 20, end - 1):
         bad |= _bad(_digit(src, k))
@@ -157,6 +163,13 @@ def _load64(src, i: int) -> int:  # type: ignore[no-untyped-def]
         | uint64(src[i + 6]) << uint64(48)
         | uint64(src[i + 7]) << uint64(56)
     )
+
+
+@njit(cache=True, inline="always")
+def _eight_digits(word: int) -> bool:
+    """Are all eight bytes of ``word`` ASCII digits? (Each byte's high half is 3, and stays 3
+    when 6 is added: no carry crosses bytes, since the first test failed for any byte >= 0x40.)"""
+    return (word & _HIGH_HALVES) == _THREES and ((word + _SIXES) & _HIGH_HALVES) == _THREES
 
 
 @njit(cache=True, inline="always")
@@ -263,7 +276,7 @@ def _is_json_stamp_key(src, pos: int, n: int) -> bool:  # type: ignore[no-untype
     return _matches(src, pos, n, _JSON_STAMP_KEY[1:10])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _json_key_t(src, i: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """src[i] is a 't'. If it is the key ``t`` holding a string, return the index of the string's
     closing quote; 0 if it is not a key ``t`` (a value such as the trade tag ``"T":"t"``); -1 if

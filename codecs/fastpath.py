@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numba import int64, njit, types, uint64
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 __all__ = ["entry_point", "rewrite_json_times", "rewrite_msgpack_times", "scratch_size"]
@@ -36,6 +37,7 @@ __all__ = ["entry_point", "rewrite_json_times", "rewrite_msgpack_times", "scratc
 _QUOTE, _COLON, _COMMA, _LBRACE, _T, _BACKSLASH = 34, 58, 44, 123, 116, 92
 _ONES = np.uint64(0x0101_0101_0101_0101)
 _HIGHS = np.uint64(0x8080_8080_8080_8080)
+_LOWS = np.uint64(0x7F7F_7F7F_7F7F_7F7F)
 _TS = np.uint64(0x7474_7474_7474_7474)  # eight letters 't'
 _BACKSLASHES = np.uint64(0x5C5C_5C5C_5C5C_5C5C)
 _HIGH_HALVES = np.uint64(0xF0F0_F0F0_F0F0_F0F0)
@@ -229,6 +231,20 @@ def _has_t_or_backslash(buf, i: int) -> bool:  # type: ignore[no-untyped-def]
     return (((t - _ONES) & ~t) | ((backslash - _ONES) & ~backslash)) & _HIGHS != uint64(0)
 
 
+@njit(cache=True, inline="always")
+def _zero_bytes(word: int) -> int:
+    """The high bit of each byte of ``word`` that is zero, exactly (no borrow between bytes:
+    the low seven bits are added apart from the high one)."""
+    low = (word & _LOWS) + _LOWS
+    return ~(low | word | _LOWS)
+
+
+@njit(cache=True, inline="always")
+def _t_or_backslash(word: int) -> int:
+    """The high bit of each byte of ``word`` that is a 't' or a backslash, exactly."""
+    return _zero_bytes(word ^ _TS) | _zero_bytes(word ^ _BACKSLASHES)
+
+
 @intrinsic
 def _memcpy(typingctx, dst, dst_at, src, src_at, count):  # type: ignore[no-untyped-def]
     """``dst[dst_at:dst_at+count] = src[src_at:src_at+count]`` as one ``llvm.memcpy``: a loop
@@ -344,6 +360,8 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
         # (This shape of loop, with no ``continue``, is the one LLVM turns into 64-bit loads.)
         if i + 8 > n or _has_t_or_backslash(src, i):
             stop = min(i + 8, n)
+            if i + 8 <= n:  # straight to the first 't' or backslash of the word
+                i += int64(trailing_zeros(_t_or_backslash(_load64(src, i))) >> uint64(3))
             while i < stop:
                 if src[i] == _BACKSLASH:  # an escape could spell a key ``t`` unseen
                     return -1

@@ -384,14 +384,19 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
                         out = _flush(src, copied, i + 3, dst, out)  # up to ``"t":``
                         if out < 0 or out + 64 > len(dst):
                             return -1
+                        # Fixed-size copies are inlined moves, not calls; they may write past
+                        # what they need (the next write covers it; the room check allows it).
                         if seconds_at < 0:
                             seconds_at = out
                             seconds_width = _width(uint64(last_seconds))
                             _write_digits(dst, out, uint64(last_seconds), seconds_width)
                         else:
-                            _memcpy(dst, out, dst, seconds_at, seconds_width)
+                            _memcpy(dst, out, dst, seconds_at, 16)  # 10 digits until 2286
                         out += seconds_width
-                        _memcpy(dst, out, src, start + 20, digits)
+                        if start + 36 <= n:
+                            _memcpy(dst, out, src, start + 20, 16)
+                        else:
+                            _memcpy(dst, out, src, start + 20, digits)
                         for k in range(out + digits, out + 9):
                             dst[k] = 48  # '0'
                         out += 9
@@ -399,7 +404,7 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
                             stamp_at = out
                             stamp_width = _write_json_stamp(dst, out, ts_recv) - out
                         else:
-                            _memcpy(dst, out, dst, stamp_at, stamp_width)
+                            _memcpy(dst, out, dst, stamp_at, 32)  # 30 bytes, 31 if negative
                         out += stamp_width
                         copied = close + 1
                         i = copied

@@ -1,0 +1,76 @@
+"""The bus: routes each event to the mailboxes that asked for its kind and symbol.
+
+A subscription names a kind (a schema struct type, e.g. ``Trade``) and either some symbols or all
+of them. An event's symbols are its ``symbol`` field, or its ``symbols`` (a news item names
+several), or none (then only all-symbol subscribers get it). Routes are resolved once per
+(kind, symbol) and cached, so publishing costs a dict lookup and the sends. Events nobody asked
+for are counted by kind in ``unrouted``: not an error, never silent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from .actors import Mailbox
+
+__all__ = ["Bus"]
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[tuple[type, str | None], list[Mailbox[Any]]] = defaultdict(
+            list
+        )
+        self._routes: dict[tuple[type, str | None], tuple[Mailbox[Any], ...]] = {}
+        self.unrouted: Counter[str] = Counter()
+
+    def subscribe(
+        self, mailbox: Mailbox[Any], kind: type, symbols: Iterable[str] | None = None
+    ) -> None:
+        """Send events of ``kind`` (and of its subclasses) for ``symbols`` (None: all of them)
+        to ``mailbox``. A mailbox subscribed both ways still gets each event once."""
+        for symbol in (None,) if symbols is None else symbols:
+            if mailbox not in self._subscribers[kind, symbol]:
+                self._subscribers[kind, symbol].append(mailbox)
+        self._routes.clear()
+
+    def targets(self, kind: type, symbol: str | None) -> tuple[Mailbox[Any], ...]:
+        """The mailboxes an event of ``kind`` for ``symbol`` goes to, in subscription order."""
+        route = self._routes.get((kind, symbol))
+        if route is None:
+            found: dict[int, Mailbox[Any]] = {}
+            for cls in kind.__mro__:  # an UpdatedBar is a Bar
+                for key in ((cls, symbol), (cls, None)) if symbol is not None else ((cls, None),):
+                    for mailbox in self._subscribers.get(key, ()):
+                        found.setdefault(id(mailbox), mailbox)
+            route = self._routes[kind, symbol] = tuple(found.values())
+        return route
+
+    async def publish(self, event: Any) -> None:
+        """Send ``event`` to every mailbox that asked for it (a blocking mailbox that is full makes
+        this wait: that is the back-pressure the policy asks for)."""
+        kind = type(event)
+        symbol = getattr(event, "symbol", None)
+        if symbol is None and (many := getattr(event, "symbols", None)):
+            routes: dict[int, Mailbox[Any]] = {}
+            for name in many:
+                for mailbox in self.targets(kind, name):
+                    routes.setdefault(id(mailbox), mailbox)
+            for mailbox in self.targets(kind, None):
+                routes.setdefault(id(mailbox), mailbox)
+            targets: Iterable[Mailbox[Any]] = routes.values()
+        else:
+            targets = self.targets(kind, symbol)
+        sent = False
+        for mailbox in targets:
+            await mailbox.send(event)
+            sent = True
+        if not sent:
+            self.unrouted[kind.__name__] += 1
+
+    async def publish_many(self, events: Iterable[Any]) -> None:
+        """Publish each event in order (one decoded frame, typically)."""
+        for event in events:
+            await self.publish(event)

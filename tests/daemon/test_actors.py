@@ -79,6 +79,10 @@ async def test_a_conflating_mailbox_keeps_the_latest_per_key_in_arrival_order() 
         ("MSFT", 2.0),
     ]
     assert box.stats.conflated == 1 and box.stats.dropped == 0
+    box.send_nowait(quote("NVDA", 3.0))
+    box.send_nowait(quote("AMD", 4.0))
+    assert [q.symbol for q in await box.receive_batch(1)] == ["NVDA"]  # up to the limit
+    assert [q.symbol for q in await box.receive_batch(1)] == ["AMD"]
 
 
 async def test_a_new_key_in_a_full_conflating_mailbox_pushes_out_the_oldest_and_says_so() -> None:
@@ -110,7 +114,9 @@ async def test_batches_take_what_is_waiting_up_to_the_limit() -> None:
 async def test_a_closed_mailbox_refuses_senders_and_drains_before_ending() -> None:
     box: Mailbox[int] = Mailbox("m", 4)
     box.send_nowait(1)
+    assert not box.closed
     box.close()
+    assert box.closed
     with pytest.raises(anyio.ClosedResourceError):
         await box.send(2)
     assert await box.receive_batch(10) == [1]

@@ -1,0 +1,294 @@
+"""The Alpaca market-data session as a sans-I/O state machine: decoded messages in, actions out.
+
+The websocket client around it stays thin: it feeds :meth:`AlpacaSession.receive` what the decoder
+returns, sends the bytes of each :class:`Send`, and carries out the other actions (reconnect after a
+backoff, stop, report). Everything protocols.md (sections 1.2-1.7 and 8.2) says a client must get
+right lives here, where a test can drive it message by message:
+
+* the handshake: ``connected`` -> auth -> ``authenticated`` -> subscribe -> the subscription ack,
+  each step with a deadline (auth must go out well inside the server's 10 s window);
+* subscriptions: the wanted set is kept and sent again after every reconnect; each ack (the
+  server's full current set) is diffed against it and a difference is reported, not ignored;
+* error codes: each maps to one action (fatal, reconnect, reconnect after the ~90 s reap window,
+  reject the request and keep the connection, ignore). 410 and 413 are fatal before the first
+  acknowledged subscription (a configuration error) and a rejected request after it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any, Final, TypeAlias
+
+from msgspec import Struct
+
+from .alpaca import (
+    AuthRequest,
+    Encoding,
+    SubscribeRequest,
+    UnsubscribeRequest,
+    encode_client_message,
+)
+from .schema import ChannelSets, StreamError, Subscription, Success
+
+__all__ = [
+    "Action",
+    "AlpacaSession",
+    "Deliver",
+    "Fatal",
+    "Mismatch",
+    "Ready",
+    "Reconnect",
+    "Rejected",
+    "Send",
+    "SessionState",
+]
+
+# Seconds the server takes to reap a dead connection holding the slot (406 until then).
+REAP_WINDOW: Final = 90.0
+FATAL_CODES: Final = frozenset({402, 408, 409, 411, 412})
+# Channels the server adds by itself (implied by trades): never a difference worth reporting.
+IMPLIED: Final = frozenset({"corrections", "cancel_errors"})
+
+
+class SessionState(enum.Enum):
+    CLOSED = "closed"  # no connection (before the first, between two, or stopped)
+    CONNECTED = "connected"  # socket open, waiting for the server's ``connected``
+    AUTHENTICATING = "authenticating"  # auth sent
+    SUBSCRIBING = "subscribing"  # subscribe sent, waiting for the ack
+    STREAMING = "streaming"
+    FAILED = "failed"  # a fatal error: the feed must stop
+
+
+class Send(Struct, frozen=True):
+    """Bytes to send on the socket, in the connection's encoding."""
+
+    data: bytes
+
+
+class Deliver(Struct, frozen=True):
+    """Data messages for the rest of the daemon."""
+
+    messages: list[Any]
+
+
+class Ready(Struct, frozen=True):
+    """The handshake is complete: authenticated and the subscription acknowledged."""
+
+
+class Reconnect(Struct, frozen=True):
+    """Close this socket and connect again after the backoff, but not before ``wait_at_least``
+    seconds (the reap window after a 406)."""
+
+    reason: str
+    code: int = 0
+    wait_at_least: float = 0.0
+
+
+class Fatal(Struct, frozen=True):
+    """Stop the feed: retrying cannot help (bad keys, no entitlement, a configuration error)."""
+
+    reason: str
+    code: int
+
+
+class Rejected(Struct, frozen=True):
+    """The server refused a request; the connection and the previous subscription stay."""
+
+    reason: str
+    code: int
+
+
+class Mismatch(Struct, frozen=True):
+    """The acknowledged subscription differs from the wanted one."""
+
+    missing: ChannelSets  # wanted, not acknowledged
+    unexpected: ChannelSets  # acknowledged, not wanted
+
+
+Action: TypeAlias = Send | Deliver | Ready | Reconnect | Fatal | Rejected | Mismatch
+
+_CHANNELS: Final = tuple(ChannelSets.__struct_fields__)
+
+
+class AlpacaSession:
+    """One market-data endpoint's protocol state, across reconnects.
+
+    ``channels`` is the subscription wanted from the start. Call :meth:`connection_made` when a
+    socket opens, :meth:`receive` with each decoded frame's messages, :meth:`check_deadline` when
+    :attr:`deadline_ns` passes, and :meth:`connection_lost` when the socket closes.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        secret: str,
+        channels: ChannelSets | None = None,
+        encoding: Encoding = "msgpack",
+        step_timeout: float = 5.0,
+    ) -> None:
+        self._auth = AuthRequest(key=key, secret=secret)
+        self.encoding: Encoding = encoding
+        self.wanted: dict[str, frozenset[str]] = _sets(channels or ChannelSets())
+        self.acknowledged: dict[str, frozenset[str]] = {}
+        self.state = SessionState.CLOSED
+        self.step_timeout_ns = round(step_timeout * 1e9)
+        self.deadline_ns: int | None = None
+        self.ever_subscribed = False  # an ack ever came: 410/413 are no longer fatal
+        self.failure: Fatal | None = None
+        self._ready = False  # Ready reported on this connection
+
+    # -- connection events ---------------------------------------------------------------------
+
+    def connection_made(self, now_ns: int) -> list[Action]:
+        if self.state is SessionState.FAILED:
+            raise RuntimeError(f"the session failed ({self.failure}): do not reconnect")
+        self.state = SessionState.CONNECTED
+        self.acknowledged = {}
+        self._ready = False
+        self.deadline_ns = now_ns + self.step_timeout_ns
+        return []
+
+    def connection_lost(self) -> None:
+        if self.state is not SessionState.FAILED:
+            self.state = SessionState.CLOSED
+        self.deadline_ns = None
+
+    def check_deadline(self, now_ns: int) -> list[Action]:
+        """Past the current handshake step's deadline: give up on this connection."""
+        if self.deadline_ns is None or now_ns < self.deadline_ns:
+            return []
+        state = self.state.value
+        self.deadline_ns = None
+        return [Reconnect(f"no answer from the server while {state}")]
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscribe(self, channels: ChannelSets) -> list[Action]:
+        """Want these symbols too; sent now if the session is up, else after the handshake."""
+        adding = _sets(channels)
+        for channel, symbols in adding.items():
+            self.wanted[channel] = self.wanted.get(channel, frozenset()) | symbols
+        if self.state is SessionState.STREAMING and adding:
+            self.state = SessionState.SUBSCRIBING
+            return [self._send(SubscribeRequest(**_fields(adding)))]
+        return []
+
+    def unsubscribe(self, channels: ChannelSets) -> list[Action]:
+        removing = _sets(channels)
+        for channel, symbols in removing.items():
+            left = self.wanted.get(channel, frozenset()) - symbols
+            if left:
+                self.wanted[channel] = left
+            else:
+                self.wanted.pop(channel, None)
+        if self.state is SessionState.STREAMING and removing:
+            self.state = SessionState.SUBSCRIBING
+            return [self._send(UnsubscribeRequest(**_fields(removing)))]
+        return []
+
+    # -- what the server says ------------------------------------------------------------------
+
+    def receive(self, messages: Iterable[Any], now_ns: int = 0) -> list[Action]:
+        """Act on one frame's decoded messages (data messages are handed on in order)."""
+        actions: list[Action] = []
+        data: list[Any] = []
+        for message in messages:
+            if isinstance(message, Success | StreamError | Subscription):
+                if data:
+                    actions.append(Deliver(data))
+                    data = []
+                actions += self._control(message, now_ns)
+            else:
+                data.append(message)
+        if data:
+            actions.append(Deliver(data))
+        return actions
+
+    def _control(self, message: Success | StreamError | Subscription, now_ns: int) -> list[Action]:
+        if isinstance(message, Subscription):
+            return self._acknowledged(message)
+        if isinstance(message, StreamError):
+            return self._error(message)
+        if message.msg == "connected" and self.state is SessionState.CONNECTED:
+            self.state = SessionState.AUTHENTICATING
+            self.deadline_ns = now_ns + self.step_timeout_ns
+            return [self._send(self._auth)]
+        if message.msg == "authenticated" and self.state in (
+            SessionState.CONNECTED,  # authenticated by the upgrade request's headers
+            SessionState.AUTHENTICATING,
+        ):
+            if not any(self.wanted.values()):
+                self.state = SessionState.STREAMING
+                self.deadline_ns = None
+                self._ready = True
+                return [Ready()]
+            self.state = SessionState.SUBSCRIBING
+            self.deadline_ns = now_ns + self.step_timeout_ns
+            return [self._send(SubscribeRequest(**_fields(self.wanted)))]
+        return []  # a success message out of turn: harmless
+
+    def _acknowledged(self, ack: Subscription) -> list[Action]:
+        self.acknowledged = _sets(ack)
+        self.ever_subscribed = True
+        self.state = SessionState.STREAMING
+        self.deadline_ns = None
+        actions: list[Action] = [] if self._ready else [Ready()]
+        self._ready = True
+        missing = {c: s - self.acknowledged.get(c, frozenset()) for c, s in self.wanted.items()}
+        unexpected = {
+            c: s - self.wanted.get(c, frozenset())
+            for c, s in self.acknowledged.items()
+            if c not in IMPLIED
+        }
+        if any(missing.values()) or any(unexpected.values()):
+            actions.append(
+                Mismatch(ChannelSets(**_fields(missing)), ChannelSets(**_fields(unexpected)))
+            )
+        return actions
+
+    def _error(self, error: StreamError) -> list[Action]:
+        code, reason = error.code, f"{error.code} {error.msg}"
+        if code in FATAL_CODES or (code in (410, 413) and not self.ever_subscribed):
+            return [self._fail(Fatal(reason, code))]
+        if code == 403:  # already authenticated
+            return []
+        if code in (400, 405, 410, 413):
+            # The request is refused; the previous subscription stays in force.
+            if self.state is SessionState.SUBSCRIBING and self.ever_subscribed:
+                self.state = SessionState.STREAMING
+                self.deadline_ns = None
+            elif self.state is SessionState.SUBSCRIBING:
+                return [self._fail(Fatal(reason, code))]  # the first subscription: config
+            return [Rejected(reason, code)]
+        if code == 406:
+            return [Reconnect(reason, code, REAP_WINDOW)]
+        # 404 (auth timeout), 407 (slow client), 500, 401 (a request before the auth ack: not
+        # sent by this machine, but a new connection heals it) and any code not known yet.
+        return [Reconnect(reason, code)]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _send(self, message: AuthRequest | SubscribeRequest | UnsubscribeRequest) -> Send:
+        return Send(encode_client_message(message, self.encoding))
+
+    def _fail(self, fatal: Fatal) -> Fatal:
+        self.state = SessionState.FAILED
+        self.deadline_ns = None
+        self.failure = fatal
+        return fatal
+
+
+def _sets(channels: ChannelSets) -> dict[str, frozenset[str]]:
+    """The channels named (``None`` fields left out) as sets of symbols."""
+    found = {}
+    for name in _CHANNELS:
+        symbols = getattr(channels, name)
+        if symbols is not None:
+            found[name] = frozenset(symbols)
+    return found
+
+
+def _fields(sets: dict[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+    """Sets back to ChannelSets fields (sorted: the bytes sent are the same every time)."""
+    return {name: tuple(sorted(symbols)) for name, symbols in sets.items() if symbols}

@@ -1,0 +1,1 @@
+"""Live feed clients: thin websocket loops around the sans-I/O sessions in ``tickd.codecs``."""

@@ -1,0 +1,296 @@
+"""The Alpaca feed against a real websocket server on loopback (tests/daemon/alpaca_server.py)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from structlog.testing import capture_logs
+
+from tickd.codecs.alpaca import AuthRequest, SubscribeRequest
+from tickd.codecs.alpaca_session import REAP_WINDOW
+from tickd.codecs.schema import ChannelSets, StreamError, Subscription, Trade
+from tickd.daemon.clock import LiveClock
+from tickd.daemon.feeds.alpaca import (
+    AlpacaFeed,
+    AlpacaFeedSettings,
+    FeedFatalError,
+    FeedGap,
+)
+from tickd.daemon.feeds.backoff import Backoff
+
+from .alpaca_server import Connection, MiniAlpaca
+
+pytestmark = pytest.mark.anyio
+CHANNELS = ChannelSets(trades=("AAPL",), quotes=("MSFT",))
+
+
+class QuickClock(LiveClock):
+    """Real time, but waits of more than 50 ms are recorded and cut short (backoff, 406)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0.05:
+            self.waits.append(seconds)
+        await anyio.sleep(min(seconds, 0.05))
+
+
+def trades(n: int, start: int = 0) -> list[Trade]:
+    return [
+        Trade(symbol="AAPL", ts_event=1_700_000_000_000_000_000 + i, price=1.0 + i, size=i + 1)
+        for i in range(start, start + n)
+    ]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.arrived = anyio.Event()
+        self.wanted = 0
+
+    async def publish(self, messages: list[Any]) -> None:
+        self.events += messages
+        if len(self.events) >= self.wanted:
+            self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        self.wanted = count
+        if len(self.events) >= count:
+            return
+        self.arrived = anyio.Event()
+        with anyio.fail_after(5):
+            await self.arrived.wait()
+
+
+def make_feed(server: MiniAlpaca, sink: Sink, clock: QuickClock, **settings: Any) -> AlpacaFeed:
+    defaults: dict[str, Any] = {"backoff_initial": 0.01, "backoff_cap": 0.02, "step_timeout": 1.0}
+    config = AlpacaFeedSettings(
+        url=server.url, encoding=server.encoding, channels=CHANNELS, **(defaults | settings)
+    )
+    return AlpacaFeed(config, "key", "secret", sink.publish, clock, random.Random(1))
+
+
+def send_then_close(messages: list[Any]) -> Any:
+    async def behaviour(connection: Connection) -> None:
+        await connection.send(messages)
+        await connection.websocket.close()
+
+    return behaviour
+
+
+def send_then_wait(messages: list[Any]) -> Any:
+    async def behaviour(connection: Connection) -> None:
+        await connection.send(messages)
+        await connection.websocket.wait_closed()
+
+    return behaviour
+
+
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+async def test_the_feed_authenticates_subscribes_and_publishes_stamped_data(encoding: Any) -> None:
+    server = MiniAlpaca(encoding, [send_then_wait(trades(3))])
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(server, sink, clock)
+        await tg.start(feed.run)  # returns once the subscription is acknowledged
+        await sink.wait_for(3)
+        tg.cancel_scope.cancel()
+    auth, subscribe = server.received
+    assert auth == AuthRequest(key="key", secret="secret")
+    assert isinstance(subscribe, SubscribeRequest)
+    assert (subscribe.trades, subscribe.quotes) == (("AAPL",), ("MSFT",))
+    assert [t.price for t in sink.events] == [1.0, 2.0, 3.0]
+    assert all(t.ts_recv > 1_700_000_000_000_000_000 for t in sink.events)
+    assert feed.stats.connects == 1 and feed.stats.frames == 4  # 3 control frames, 1 of data
+
+
+async def test_a_dropped_connection_is_reopened_resubscribed_and_its_gap_reported() -> None:
+    server = MiniAlpaca(behaviours=[send_then_close(trades(2)), send_then_wait(trades(1, 2))])
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(server, sink, clock)
+        await tg.start(feed.run)
+        await sink.wait_for(4)
+        tg.cancel_scope.cancel()
+    first, second, gap, third = sink.events
+    assert (first.price, second.price, third.price) == (1.0, 2.0, 3.0)
+    assert isinstance(gap, FeedGap) and gap.source == "alpaca.stocks"
+    assert second.ts_recv <= gap.start_ns < gap.end_ns == third.ts_recv
+    assert [type(m).__name__ for m in server.received] == ["AuthRequest", "SubscribeRequest"] * 2
+    assert server.connections == 2 and feed.stats.gaps == 1
+
+
+async def test_connection_limit_waits_out_the_reap_window() -> None:
+    async def limit(connection: Connection) -> None:
+        await connection.send([StreamError(code=406, msg="connection limit exceeded")])
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[limit, send_then_wait(trades(1))])
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        await tg.start(make_feed(server, sink, clock).run)
+        await sink.wait_for(1)
+        tg.cancel_scope.cancel()
+    assert REAP_WINDOW in clock.waits
+    assert server.connections == 2
+
+
+async def test_bad_keys_stop_the_feed_without_retrying() -> None:
+    server = MiniAlpaca()
+    sink, clock = Sink(), QuickClock()
+    async with server.running():
+        feed = AlpacaFeed(
+            AlpacaFeedSettings(url=server.url, channels=CHANNELS, backoff_initial=0.01),
+            "key",
+            "wrong",
+            sink.publish,
+            clock,
+        )
+        with pytest.raises(FeedFatalError, match="402 auth failed") as raised:
+            await feed.run()
+    assert raised.value.code == 402 and server.connections == 1
+
+
+async def test_http_refusals_retry_on_429_and_stop_on_404() -> None:
+    server = MiniAlpaca(behaviours=[send_then_wait(trades(1))])
+    server.http_status = [429, 429]
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        await tg.start(make_feed(server, sink, clock).run)
+        await sink.wait_for(1)
+        tg.cancel_scope.cancel()
+    assert server.connections == 1  # the two refused upgrades never reached the handler
+
+    server = MiniAlpaca()
+    server.http_status = [404]
+    async with server.running():
+        with pytest.raises(FeedFatalError, match="HTTP 404"):
+            await make_feed(server, sink, clock).run()
+
+
+async def test_a_silent_server_is_given_up_after_the_step_deadline() -> None:
+    server = MiniAlpaca()
+    server.greet = False  # never says "connected"
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        tg.start_soon(make_feed(server, sink, clock, step_timeout=0.1).run)
+        with anyio.fail_after(5):
+            while server.connections < 2:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert server.received == []  # nothing to answer: no auth went out
+
+
+async def test_a_full_frame_queue_drops_frames_and_counts_them() -> None:
+    release = anyio.Event()
+
+    async def flood(connection: Connection) -> None:
+        for i in range(20):
+            await connection.send(trades(1, i))
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[flood])
+    clock = QuickClock()
+    seen: list[Any] = []
+
+    async def slow_publish(messages: list[Any]) -> None:
+        await release.wait()
+        seen.extend(messages)
+
+    async with server.running(), anyio.create_task_group() as tg:
+        config = AlpacaFeedSettings(url=server.url, channels=CHANNELS, queue=2, batch=1)
+        feed = AlpacaFeed(config, "key", "secret", slow_publish, clock)
+        await tg.start(feed.run)
+        with anyio.fail_after(5):
+            while feed.stats.dropped_frames + 3 < 20:  # one being handled, two queued
+                await anyio.sleep(0.01)
+        release.set()
+        with anyio.fail_after(5):
+            while len(seen) + feed.stats.dropped_frames < 20:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert feed.stats.dropped_frames > 0
+    assert len(seen) + feed.stats.dropped_frames == 20  # every frame delivered or counted
+
+
+async def test_a_cancelled_feed_stops_within_a_second() -> None:
+    server = MiniAlpaca(behaviours=[send_then_wait([])])
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        await tg.start(make_feed(server, sink, clock).run)
+        start = anyio.current_time()
+        tg.cancel_scope.cancel()
+    assert anyio.current_time() - start < 1.0
+
+
+async def test_an_unreachable_server_is_retried_with_backoff() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # a port nobody listens on any more
+    sink, clock = Sink(), QuickClock()
+    server = MiniAlpaca()
+    server.url = f"ws://127.0.0.1:{port}/v2/test"
+    feed = make_feed(server, sink, clock)
+    with anyio.move_on_after(0.5):
+        await feed.run()
+    assert feed.stats.connects == 0 and feed.backoff.attempts >= 3
+
+
+async def test_bad_frames_are_logged_and_the_good_ones_still_flow() -> None:
+    async def garbage_then_data(connection: Connection) -> None:
+        await connection.send_raw(b"\xc1 not a frame")
+        await connection.send(trades(1))
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[garbage_then_data])
+    sink, clock = Sink(), QuickClock()
+    with capture_logs() as logs:
+        async with server.running(), anyio.create_task_group() as tg:
+            feed = make_feed(server, sink, clock)
+            await tg.start(feed.run)
+            await sink.wait_for(1)
+            tg.cancel_scope.cancel()
+    assert [t.price for t in sink.events] == [1.0]
+    assert feed.decoder.stats.errors == 1
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["feed_decode_error"]
+
+
+async def test_subscription_changes_mismatches_and_refusals_are_counted() -> None:
+    async def refuse_the_change(connection: Connection) -> None:
+        request = await connection.receive()
+        assert request.bars == ("SPY",)
+        await connection.send([StreamError(code=405, msg="symbol limit exceeded")])
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[refuse_the_change])
+    server.ack = Subscription(trades=("AAPL",))  # MSFT quotes missing
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(server, sink, clock)
+        await tg.start(feed.run)
+        assert feed.stats.mismatches == 1
+        await feed.subscribe(ChannelSets(bars=("SPY",)))
+        with anyio.fail_after(5):
+            while feed.stats.rejected == 0:
+                await anyio.sleep(0.01)
+        await feed.unsubscribe(ChannelSets(bars=("SPY",)))  # streaming again: sent at once
+        tg.cancel_scope.cancel()
+    assert feed.session.wanted == {"trades": frozenset({"AAPL"}), "quotes": frozenset({"MSFT"})}
+
+
+def test_backoff_doubles_with_full_jitter_up_to_the_cap_and_resets() -> None:
+    backoff = Backoff(1.0, 8.0, random.Random(3))
+    delays = [backoff.next_delay() for _ in range(8)]
+    bounds = [1, 2, 4, 8, 8, 8, 8, 8]
+    assert all(0 <= d <= b for d, b in zip(delays, bounds, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered
+    assert backoff.next_delay(at_least=90.0) == 90.0
+    backoff.reset()
+    assert backoff.attempts == 0 and backoff.next_delay() <= 1.0
+    with pytest.raises(ValueError, match="initial <= cap"):
+        Backoff(5.0, 1.0)

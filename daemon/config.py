@@ -1,0 +1,176 @@
+"""The daemon's configuration: a TOML file, environment overrides, secrets from outside the file.
+
+Sources, later ones winning:
+
+1. the TOML file (``tickd run --config FILE``);
+2. environment variables ``TICKD_<SECTION>__<KEY>`` (upper case, a double underscore between
+   section and key, e.g. ``TICKD_ALPACA__FEED=sip``, ``TICKD_SYMBOLS__STOCKS='["AAPL","MSFT"]'``);
+   the value is read as a TOML value when it parses as one (numbers, booleans, arrays), else as
+   text;
+3. secrets (``alpaca.key_id``, ``alpaca.secret_key``, ``finnhub.token``, ``newsapi.key``) from the
+   service manager's credentials directory (``$CREDENTIALS_DIRECTORY/<section>.<key>``, what
+   systemd's ``LoadCredential=`` provides) or from the variables ``APCA_API_KEY_ID``,
+   ``APCA_API_SECRET_KEY``, ``FINNHUB_TOKEN`` and ``NEWSAPI_KEY``.
+
+Everything decodes into frozen msgspec structs that refuse unknown keys. Any problem raises
+:class:`ConfigError` naming the key's path and what was expected; the command line turns it into
+exit status 78 (``EX_CONFIG``). Secrets are never printed: :func:`effective` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+from msgspec import Struct
+
+__all__ = [
+    "EX_CONFIG",
+    "SECRETS",
+    "AlpacaConfig",
+    "Config",
+    "ConfigError",
+    "FinnhubConfig",
+    "NewsApiConfig",
+    "RuntimeConfig",
+    "SymbolsConfig",
+    "effective",
+    "load",
+]
+
+EX_CONFIG: Final = 78  # sysexits.h: configuration error
+ENV_PREFIX: Final = "TICKD_"
+# (section, key) -> the conventional environment variable that may hold it.
+SECRETS: Final[dict[tuple[str, str], str]] = {
+    ("alpaca", "key_id"): "APCA_API_KEY_ID",
+    ("alpaca", "secret_key"): "APCA_API_SECRET_KEY",
+    ("finnhub", "token"): "FINNHUB_TOKEN",
+    ("newsapi", "key"): "NEWSAPI_KEY",
+}
+
+
+StockChannel = Literal[
+    "trades", "quotes", "bars", "updated_bars", "daily_bars", "statuses", "lulds", "imbalances"
+]
+CryptoChannel = Literal["trades", "quotes", "bars", "updated_bars", "daily_bars", "orderbooks"]
+
+
+class AlpacaConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    key_id: str = ""
+    secret_key: str = ""
+    paper: bool = True  # orders go to the paper account unless this is false
+    feed: Literal["iex", "sip", "delayed_sip", "test"] = "iex"
+    stream_url: str = "wss://stream.data.alpaca.markets"
+    encoding: Literal["msgpack", "json"] = "msgpack"
+    stock_channels: tuple[StockChannel, ...] = ("bars",)  # subscribed for symbols.stocks
+    crypto_channels: tuple[CryptoChannel, ...] = ("bars",)  # subscribed for symbols.crypto
+    news: bool = False  # also stream /v1beta1/news for the stock symbols
+
+
+class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    stocks: tuple[str, ...] = ()
+    crypto: tuple[str, ...] = ()
+
+
+class FinnhubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    token: str = ""
+    poll_interval: float = 60.0
+
+
+class NewsApiConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    key: str = ""
+    poll_interval: float = 300.0
+
+
+class RuntimeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    restart_budget: int = 5  # crashes of one actor within restart_window before the daemon stops
+    restart_window: float = 60.0
+    restart_backoff: float = 0.1
+    restart_backoff_max: float = 10.0
+    reconnect_initial: float = 1.0
+    reconnect_cap: float = 60.0
+    mailbox_capacity: int = 10_000
+
+
+class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    alpaca: AlpacaConfig = AlpacaConfig()
+    symbols: SymbolsConfig = SymbolsConfig()
+    finnhub: FinnhubConfig = FinnhubConfig()
+    newsapi: NewsApiConfig = NewsApiConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used: ``path`` is the key at fault (``$.alpaca.feed``)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The configuration from ``path`` (or defaults), then the environment, then secrets."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file: {exc.strerror}", str(path)) from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"not valid TOML: {exc}", str(path)) from exc
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ConfigError("is not a table", f"$.{section}")
+            raw[section][key] = _env_value(value)
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    for (section, key), variable in SECRETS.items():
+        secret = _credential(credentials, f"{section}.{key}") or environ.get(variable)
+        if secret is not None and isinstance(raw.setdefault(section, {}), dict):
+            raw[section][key] = secret
+    try:
+        return msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `")
+        if not message:  # the top level
+            message, where = str(exc), "$"
+        raise ConfigError(message, where.rstrip("`")) from exc
+
+
+def _env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _credential(directory: str | None, name: str) -> str | None:
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the credential: {exc.strerror}", name) from exc
+
+
+def effective(config: Config) -> dict[str, Any]:
+    """The configuration as plain data with every secret masked (``"***"`` when set)."""
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    for section, key in SECRETS:
+        if data[section][key]:
+            data[section][key] = "***"
+    return data

@@ -1,0 +1,159 @@
+"""The daemon end to end: the App in process, and ``tickd run`` as a real subprocess with signals,
+both against the loopback Alpaca server."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tickd.codecs.schema import Bar, Trade
+from tickd.daemon import cli
+from tickd.daemon.actors import Mailbox
+from tickd.daemon.app import DEFAULT_INDICATORS, App
+from tickd.daemon.config import load
+from tickd.daemon.indicators import IndicatorSnapshot
+from tickd.strategies.indicators import ema
+
+from .alpaca_server import Connection, MiniAlpaca
+
+pytestmark = pytest.mark.usefixtures("compiled_bank")
+START = 1_717_162_200_000_000_000
+
+
+def bars(symbol: str, closes: list[float]) -> list[Bar]:
+    return [
+        Bar(
+            symbol=symbol,
+            ts_event=START + i * 60_000_000_000,
+            open=c,
+            high=c + 1,
+            low=c - 1,
+            close=c,
+            volume=100,
+        )
+        for i, c in enumerate(closes)
+    ]
+
+
+def config_file(tmp_path: Path, url: str, **alpaca: Any) -> Path:
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in alpaca.items())
+    path = tmp_path / "tickd.toml"
+    path.write_text(
+        f'[alpaca]\nfeed = "test"\nstream_url = "{url}"\n{extra}'
+        '[symbols]\nstocks = ["AAPL", "MSFT"]\n'
+        "[runtime]\nreconnect_initial = 0.01\nreconnect_cap = 0.05\n"
+    )
+    return path
+
+
+@pytest.mark.anyio
+async def test_bars_flow_through_the_bank_to_indicator_snapshots(tmp_path: Path) -> None:
+    closes = [100.0 + math.sin(i / 3) for i in range(40)]
+
+    async def send_bars(connection: Connection) -> None:
+        for bar in bars("AAPL", closes):
+            await connection.send(
+                [bar, Trade(symbol="AAPL", ts_event=bar.ts_event, price=1.0, size=1)]
+            )
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[send_bars])
+    async with server.running():
+        environ = {"APCA_API_KEY_ID": "key", "APCA_API_SECRET_KEY": "secret"}
+        app = App(load(config_file(tmp_path, server.url.rsplit("/v2", 1)[0]), environ=environ))
+        strategy: Mailbox[Any] = Mailbox("strategy", 1000)
+        app.bus.subscribe(strategy, IndicatorSnapshot, ["AAPL"])
+        snapshots: list[IndicatorSnapshot] = []
+        async with anyio.create_task_group() as tg:
+            await tg.start(app.run)
+            with anyio.fail_after(10):
+                while not snapshots or snapshots[-1].ts_event != bars("AAPL", closes)[-1].ts_event:
+                    snapshots += await strategy.receive_batch(1000)
+            app.stop()
+    (subscribe,) = [m for m in server.received if type(m).__name__ == "SubscribeRequest"]
+    assert subscribe.bars == ("AAPL", "MSFT")
+    column = app.indicators.columns.index("ema(timeperiod=12)")
+    expected = ema(__import__("numpy").array(closes), timeperiod=12)
+    assert snapshots[-1].values[column] == expected[-1]  # the bank is exact against batch
+    assert app.indicators.ignored == {}  # the trades are not routed to the bank at all
+    assert app.bus.unrouted["Trade"] == len(closes)
+    assert app.indicators.mailbox.closed  # ordered shutdown closed and drained it
+
+
+def run_tickd(*args: str, **env: str) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickd.daemon.cli", *args],
+        env=environ | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.anyio
+async def test_tickd_run_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    server = MiniAlpaca()
+    async with server.running():
+        path = config_file(tmp_path, server.url.rsplit("/v2", 1)[0])
+        process = run_tickd(
+            "run", "--config", str(path), APCA_API_KEY_ID="key", APCA_API_SECRET_KEY="secret"
+        )
+        with anyio.fail_after(60):
+            while server.connections == 0 or len(server.received) < 2:
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = await anyio.to_thread.run_sync(process.communicate, 10)
+    assert process.returncode == 0, err
+    assert time.monotonic() - started < 5
+    assert "daemon_ready" in out and "daemon_stopped" in out
+
+
+@pytest.mark.anyio
+async def test_tickd_run_exits_69_when_the_server_refuses_the_keys(tmp_path: Path) -> None:
+    server = MiniAlpaca()
+    async with server.running():
+        path = config_file(tmp_path, server.url.rsplit("/v2", 1)[0])
+        process = run_tickd(
+            "run", "--config", str(path), APCA_API_KEY_ID="key", APCA_API_SECRET_KEY="bad"
+        )
+        _, err = await anyio.to_thread.run_sync(process.communicate, 60)
+    assert process.returncode == cli.EX_UNAVAILABLE
+    assert "402 auth failed" in err
+
+
+def test_check_config_prints_the_effective_config_with_secrets_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "s3cret")
+    path = config_file(tmp_path, "ws://127.0.0.1:1")
+    assert cli.main(["check-config", str(path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["alpaca"]["secret_key"] == "***" and shown["alpaca"]["feed"] == "test"
+    assert shown["symbols"]["stocks"] == ["AAPL", "MSFT"]
+
+
+def test_a_bad_config_exits_78_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[alpaca]\nfeed = "nasdaq"\n')
+    assert cli.main(["check-config", str(path)]) == 78
+    assert "$.alpaca.feed" in capsys.readouterr().err
+    assert cli.main(["run", "--config", str(path)]) == 78
+
+
+def test_the_default_bank_is_the_one_the_fixture_compiles() -> None:
+    assert [s.name for s in DEFAULT_INDICATORS] == ["ema", "ema", "rsi", "atr"]

@@ -92,6 +92,8 @@ class App:
                     url=f"{base}/v2/{alpaca.feed}",
                     stream="stocks",
                     channels=ChannelSets(**channels),
+                    silence_limit=alpaca.silence_limit,
+                    market="us_equity",
                     **common,
                 )
             )
@@ -102,6 +104,8 @@ class App:
                     url=f"{base}/v1beta3/crypto/us",
                     stream="crypto",
                     channels=ChannelSets(**channels),
+                    silence_limit=alpaca.silence_limit,
+                    market="crypto",
                     **common,
                 )
             )

@@ -69,6 +69,8 @@ class AlpacaConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     stock_channels: tuple[StockChannel, ...] = ("bars",)  # subscribed for symbols.stocks
     crypto_channels: tuple[CryptoChannel, ...] = ("bars",)  # subscribed for symbols.crypto
     news: bool = False  # also stream /v1beta1/news for the stock symbols
+    # No data for this long while the market is open: reconnect (0: never; news is exempt).
+    silence_limit: float = 300.0
 
 
 class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

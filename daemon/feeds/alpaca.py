@@ -7,7 +7,10 @@ Per connection three tasks run:
   counts it and logs it;
 * the processor decodes frames in batches, feeds the session, and carries out its actions:
   send, publish data, report readiness, reconnect, stop;
-* the deadline watch gives up on a handshake step the server does not answer.
+* the deadline watch gives up on a handshake step the server does not answer;
+
+and, when ``silence_limit`` is set, a data watchdog: a feed that has sent no data message for
+that long while its market is open is treated as dead, even if it still answers pings.
 
 Between connections the feed waits an exponential, jittered, capped backoff that resets only
 once data flows again (at least the ~90 s reap window after a 406). The wanted subscription is
@@ -45,6 +48,7 @@ from tickd.codecs.schema import ChannelSets
 
 from ..actors import Mailbox
 from ..clock import Clock, LiveClock
+from ..market_hours import Market, is_open
 from .backoff import Backoff
 
 __all__ = ["AlpacaFeed", "AlpacaFeedSettings", "FeedFatalError", "FeedGap", "FeedStats"]
@@ -68,6 +72,10 @@ class AlpacaFeedSettings(Struct, frozen=True, kw_only=True):
     batch: int = 64  # frames decoded per pass
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
+    # Data watchdog: no data message for this many seconds while the market is open means the
+    # connection is dead even if it answers pings (0 turns it off).
+    silence_limit: float = 0.0
+    market: Market = "us_equity"
 
 
 class FeedGap(Struct, frozen=True, kw_only=True):
@@ -130,6 +138,7 @@ class AlpacaFeed:
         self._streaming = False  # this connection got through its handshake
         self._lost_at: int | None = None  # when a connection that carried data was lost
         self._websocket: ClientConnection | None = None
+        self._last_data_ns = 0  # monotonic time of the last data message (or of the handshake)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -187,6 +196,8 @@ class AlpacaFeed:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._read, websocket, queue)
                 tasks.start_soon(self._watch_deadline, websocket)
+                if settings.silence_limit > 0:
+                    tasks.start_soon(self._watch_silence)
                 await self._process(websocket, queue, task_status)
         except* _LostError as group:
             raise group.exceptions[0] from None
@@ -224,6 +235,19 @@ class AlpacaFeed:
             wait = 0.05 if deadline is None else max(0.0, (deadline - now) / 1e9)
             await clock.sleep(min(wait, 0.25))
 
+    async def _watch_silence(self) -> None:
+        clock, limit = self._clock, self.settings.silence_limit
+        limit_ns = round(limit * 1e9)
+        while True:
+            await clock.sleep(min(limit / 4, 1.0))
+            quiet = clock.monotonic_ns() - self._last_data_ns
+            if (
+                self._streaming
+                and quiet > limit_ns
+                and is_open(self.settings.market, clock.now_ns())
+            ):
+                raise _LostError(f"no data for {quiet / 1e9:.1f} s while the market is open")
+
     async def _process(
         self,
         websocket: ClientConnection,
@@ -258,6 +282,7 @@ class AlpacaFeed:
                     )
                     await self._publish([gap])
                 self.backoff.reset()
+                self._last_data_ns = self._clock.monotonic_ns()
                 await self._publish(action.messages)
             elif isinstance(action, Send):
                 data = action.data.decode() if self.settings.encoding == "json" else action.data
@@ -265,6 +290,7 @@ class AlpacaFeed:
             elif isinstance(action, Ready):
                 _log.info("feed_ready", source=self.source)
                 self._streaming = True
+                self._last_data_ns = self._clock.monotonic_ns()  # silence counts from here
                 if not self._ready:
                     self._ready = True
                     if task_status is not None:

@@ -21,7 +21,7 @@ from tickd.daemon import cli
 from tickd.daemon.actors import Mailbox
 from tickd.daemon.app import DEFAULT_INDICATORS, App
 from tickd.daemon.config import load
-from tickd.daemon.indicators import IndicatorSnapshot
+from tickd.daemon.indicators import IndicatorActor, IndicatorSnapshot
 from tickd.strategies.indicators import ema
 
 from .alpaca_server import Connection, MiniAlpaca
@@ -157,3 +157,32 @@ def test_a_bad_config_exits_78_naming_the_key(
 
 def test_the_default_bank_is_the_one_the_fixture_compiles() -> None:
     assert [s.name for s in DEFAULT_INDICATORS] == ["ema", "ema", "rsi", "atr"]
+
+
+@pytest.mark.anyio
+async def test_the_indicator_actor_takes_trades_in_batches_larger_than_the_bank() -> None:
+    from tickd.strategies.indicators import Bank
+
+    published: list[Any] = []
+
+    async def publish(items: list[Any]) -> None:
+        published.append(items)
+
+    bank = Bank(DEFAULT_INDICATORS, 2, capacity=3)
+    actor = IndicatorActor(Mailbox("m", 10), bank, ["AAPL", "MSFT"], publish, source="trades")
+    prices = [10.0, 11.0, 12.0, 13.0, 14.0]
+    batch: list[Any] = [
+        Trade(symbol="AAPL", ts_event=START + i, price=p, size=1, ts_recv=i)
+        for i, p in enumerate(prices)
+    ]
+    batch.insert(2, Trade(symbol="TSLA", ts_event=START, price=1.0, size=1))  # not in the bank
+    batch.insert(3, bars("AAPL", [1.0])[0])  # a bar, but this bank takes trades
+    await actor.handle(batch)
+    assert [len(p) for p in published] == [1, 1]  # 5 trades: two bank calls of 3 and 2
+    last = published[-1][0]
+    assert (last.symbol, last.ts_recv) == ("AAPL", 4)
+    column = actor.columns.index("ema(timeperiod=12)")
+    assert math.isnan(last.values[column])  # still warming up
+    assert actor.ignored == {"Trade": 1, "Bar": 1}
+    with pytest.raises(ValueError, match="3 symbols for a bank of 2"):
+        IndicatorActor(Mailbox("m", 1), bank, ["A", "B", "C"], publish)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 from typing import Any
 
@@ -21,6 +22,7 @@ from tickd.daemon.feeds.alpaca import (
     FeedGap,
 )
 from tickd.daemon.feeds.backoff import Backoff
+from tickd.daemon.market_hours import is_open
 
 from .alpaca_server import Connection, MiniAlpaca
 
@@ -281,6 +283,32 @@ async def test_subscription_changes_mismatches_and_refusals_are_counted() -> Non
         await feed.unsubscribe(ChannelSets(bars=("SPY",)))  # streaming again: sent at once
         tg.cancel_scope.cancel()
     assert feed.session.wanted == {"trades": frozenset({"AAPL"}), "quotes": frozenset({"MSFT"})}
+
+
+async def test_a_feed_silent_while_its_market_is_open_is_reconnected() -> None:
+    server = MiniAlpaca()  # handshakes, then says nothing
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(server, sink, clock, silence_limit=0.2, market="crypto")
+        await tg.start(feed.run)
+        with anyio.fail_after(5):
+            while server.connections < 2:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert feed.stats.connects >= 2
+
+
+def test_us_equities_are_open_in_the_regular_session_only() -> None:
+    def ns(text: str) -> int:
+        return int(datetime.datetime.fromisoformat(text).timestamp() * 1e9)
+
+    assert is_open("us_equity", ns("2024-07-01T13:30:00+00:00"))  # 09:30 EDT, a Monday
+    assert not is_open("us_equity", ns("2024-07-01T13:29:59+00:00"))
+    assert not is_open("us_equity", ns("2024-07-01T20:00:00+00:00"))  # 16:00 EDT
+    assert is_open("us_equity", ns("2024-01-02T14:30:00+00:00"))  # 09:30 EST
+    assert not is_open("us_equity", ns("2024-01-02T14:29:00+00:00"))
+    assert not is_open("us_equity", ns("2024-07-06T15:00:00+00:00"))  # a Saturday
+    assert is_open("crypto", ns("2024-07-06T15:00:00+00:00"))
 
 
 def test_backoff_doubles_with_full_jitter_up_to_the_cap_and_resets() -> None:

@@ -137,6 +137,8 @@ class AlpacaSession:
         self.ever_subscribed = False  # an ack ever came: 410/413 are no longer fatal
         self.failure: Fatal | None = None
         self._ready = False  # Ready reported on this connection
+        self._in_flight: tuple[str, dict[str, frozenset[str]]] | None = None  # a change sent
+        self._dirty = False  # the wanted set changed while a change was in flight
 
     # -- connection events ---------------------------------------------------------------------
 
@@ -146,6 +148,8 @@ class AlpacaSession:
         self.state = SessionState.CONNECTED
         self.acknowledged = {}
         self._ready = False
+        self._in_flight = None
+        self._dirty = False
         self.deadline_ns = now_ns + self.step_timeout_ns
         return []
 
@@ -164,28 +168,59 @@ class AlpacaSession:
 
     # -- subscriptions -------------------------------------------------------------------------
 
-    def subscribe(self, channels: ChannelSets) -> list[Action]:
-        """Want these symbols too; sent now if the session is up, else after the handshake."""
-        adding = _sets(channels)
-        for channel, symbols in adding.items():
+    def subscribe(self, channels: ChannelSets, now_ns: int | None = None) -> list[Action]:
+        """Want these symbols too: sent now if the session is streaming, after the pending change
+        is acknowledged if one is, else with the next handshake. ``now_ns`` (monotonic) starts
+        the change's deadline."""
+        for channel, symbols in _sets(channels).items():
             self.wanted[channel] = self.wanted.get(channel, frozenset()) | symbols
-        if self.state is SessionState.STREAMING and adding:
-            self.state = SessionState.SUBSCRIBING
-            return [self._send(SubscribeRequest(**_fields(adding)))]
-        return []
+        return self._changed(now_ns)
 
-    def unsubscribe(self, channels: ChannelSets) -> list[Action]:
-        removing = _sets(channels)
-        for channel, symbols in removing.items():
+    def unsubscribe(self, channels: ChannelSets, now_ns: int | None = None) -> list[Action]:
+        for channel, symbols in _sets(channels).items():
             left = self.wanted.get(channel, frozenset()) - symbols
             if left:
                 self.wanted[channel] = left
             else:
                 self.wanted.pop(channel, None)
-        if self.state is SessionState.STREAMING and removing:
-            self.state = SessionState.SUBSCRIBING
-            return [self._send(UnsubscribeRequest(**_fields(removing)))]
-        return []
+        return self._changed(now_ns)
+
+    def _changed(self, now_ns: int | None) -> list[Action]:
+        if self.state is SessionState.SUBSCRIBING:
+            self._dirty = True  # sent once the change in flight is acknowledged
+            return []
+        if self.state is not SessionState.STREAMING:
+            return []  # the handshake sends the whole wanted set
+        return self._converge(now_ns)
+
+    def _converge(self, now_ns: int | None) -> list[Action]:
+        """One request towards the wanted set from the acknowledged one (additions first)."""
+        missing, unexpected = self._difference()
+        self._dirty = False
+        if any(missing.values()):
+            self._in_flight = ("subscribe", {c: s for c, s in missing.items() if s})
+            request: SubscribeRequest | UnsubscribeRequest = SubscribeRequest(**_fields(missing))
+            self._dirty = any(unexpected.values())
+        elif any(unexpected.values()):
+            self._in_flight = ("unsubscribe", {c: s for c, s in unexpected.items() if s})
+            request = UnsubscribeRequest(**_fields(unexpected))
+        else:
+            return []
+        self.state = SessionState.SUBSCRIBING
+        if now_ns is not None:
+            self.deadline_ns = now_ns + self.step_timeout_ns
+        return [self._send(request)]
+
+    def _difference(self) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+        """(wanted, not acknowledged), (acknowledged, not wanted; implied channels aside)."""
+        acknowledged = self.acknowledged
+        missing = {c: s - acknowledged.get(c, frozenset()) for c, s in self.wanted.items()}
+        unexpected = {
+            c: s - self.wanted.get(c, frozenset())
+            for c, s in acknowledged.items()
+            if c not in IMPLIED
+        }
+        return missing, unexpected
 
     # -- what the server says ------------------------------------------------------------------
 
@@ -225,6 +260,8 @@ class AlpacaSession:
                 return [Ready()]
             self.state = SessionState.SUBSCRIBING
             self.deadline_ns = now_ns + self.step_timeout_ns
+            self._in_flight = ("subscribe", dict(self.wanted))
+            self._dirty = False
             return [self._send(SubscribeRequest(**_fields(self.wanted)))]
         return []  # a success message out of turn: harmless
 
@@ -233,14 +270,12 @@ class AlpacaSession:
         self.ever_subscribed = True
         self.state = SessionState.STREAMING
         self.deadline_ns = None
+        self._in_flight = None
         actions: list[Action] = [] if self._ready else [Ready()]
         self._ready = True
-        missing = {c: s - self.acknowledged.get(c, frozenset()) for c, s in self.wanted.items()}
-        unexpected = {
-            c: s - self.wanted.get(c, frozenset())
-            for c, s in self.acknowledged.items()
-            if c not in IMPLIED
-        }
+        if self._dirty:  # the wanted set changed meanwhile: the next request, no report yet
+            return actions + self._converge(None)
+        missing, unexpected = self._difference()
         if any(missing.values()) or any(unexpected.values()):
             actions.append(
                 Mismatch(ChannelSets(**_fields(missing)), ChannelSets(**_fields(unexpected)))
@@ -254,13 +289,28 @@ class AlpacaSession:
         if code == 403:  # already authenticated
             return []
         if code in (400, 405, 410, 413):
-            # The request is refused; the previous subscription stays in force.
-            if self.state is SessionState.SUBSCRIBING and self.ever_subscribed:
+            if self.state is SessionState.SUBSCRIBING and not self._ready:
+                # The connection's first subscription, the wanted set itself: configuration.
+                return [self._fail(Fatal(reason, code))]
+            # A change refused: the previous subscription stays, and so does the wanted set
+            # (else every reconnect would ask for the refused symbols again).
+            if self._in_flight is not None:
+                verb, sets = self._in_flight
+                for channel, symbols in sets.items():
+                    kept = self.wanted.get(channel, frozenset())
+                    kept = kept - symbols if verb == "subscribe" else kept | symbols
+                    if kept:
+                        self.wanted[channel] = kept
+                    else:
+                        self.wanted.pop(channel, None)
+                self._in_flight = None
+            actions: list[Action] = [Rejected(reason, code)]
+            if self.state is SessionState.SUBSCRIBING:
                 self.state = SessionState.STREAMING
                 self.deadline_ns = None
-            elif self.state is SessionState.SUBSCRIBING:
-                return [self._fail(Fatal(reason, code))]  # the first subscription: config
-            return [Rejected(reason, code)]
+                if self._dirty:
+                    actions += self._converge(None)
+            return actions
         if code == 406:
             return [Reconnect(reason, code, REAP_WINDOW)]
         # 404 (auth timeout), 407 (slow client), 500, 401 (a request before the auth ack: not

@@ -12,9 +12,12 @@ Every mailbox is bounded and says what happens when it is full:
   counted (``conflated``, ``dropped``) and logged: nothing is dropped silently.
 
 A :class:`Supervisor` runs an actor and restarts it when it crashes, after an exponential backoff,
-until the actor crashes ``budget`` times within ``window`` seconds: then it raises
+until the actor crashes more than ``budget`` times within ``window`` seconds: then it raises
 :class:`RestartBudgetError`, which ends the daemon with a non-zero exit so the service manager
 restarts the whole process. Each crash is logged with its traceback and the batch that caused it.
+That batch is not handed over again: ``handle`` may have acted on part of it already, and doing
+that twice (an indicator updated twice, an order sent twice) is worse than losing it loudly; its
+size is counted in ``Actor.lost_in_crashes``.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class Actor(Generic[T]):
         self.name = name
         self.mailbox = mailbox
         self.current: list[T] = []  # the batch being handled: logged if it crashes the actor
+        self.lost_in_crashes = 0  # messages of the batches that crashed it (logged, not retried)
 
     async def on_start(self) -> None:
         """Before the first message (connect, load state, compile)."""
@@ -259,9 +263,10 @@ class Supervisor:
                     raise
                 now = self.clock.monotonic_ns()
                 crashes.append(now)
-                while crashes[0] <= now - window_ns:
+                while crashes and crashes[0] <= now - window_ns:
                     crashes.popleft()
                 self.restarts[actor.name] += 1
+                actor.lost_in_crashes += len(actor.current)
                 _log.error(
                     "actor_crashed",
                     actor=actor.name,

@@ -131,9 +131,10 @@ class App:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
+        finished = [anyio.Event() for _ in self.actors]
         async with anyio.create_task_group() as actors:
-            for actor in self.actors:
-                await actors.start(self.supervisor.supervise, actor)
+            for actor, done in zip(self.actors, finished, strict=True):
+                await actors.start(self._supervised, actor, done)
             async with anyio.create_task_group() as feeds:
                 for feed in self.feeds:
                     await feeds.start(feed.run)
@@ -143,6 +144,21 @@ class App:
                 await self._stop.wait()
                 _log.info("daemon_stopping")
                 feeds.cancel_scope.cancel()
-            for actor in self.actors:  # in the order data flows: each drains, then stops
+            # In the order data flows: each actor drains its mailbox and stops before the next
+            # one's mailbox closes (it may still publish into it while draining).
+            for actor, done in zip(self.actors, finished, strict=True):
                 actor.mailbox.close()
+                await done.wait()
         _log.info("daemon_stopped")
+
+    async def _supervised(
+        self,
+        actor: Actor[Any],
+        done: anyio.Event,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await self.supervisor.supervise(actor, task_status=task_status)
+        finally:
+            done.set()

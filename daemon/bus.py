@@ -1,6 +1,7 @@
 """The bus: routes each event to the mailboxes that asked for its kind and symbol.
 
-A subscription names a kind (a schema struct type, e.g. ``Trade``) and either some symbols or all
+A subscription names a kind (a schema struct type, e.g. ``Trade``; subclasses are kinds of
+their own) and either some symbols or all
 of them. An event's symbols are its ``symbol`` field, or its ``symbols`` (a news item names
 several), or none (then only all-symbol subscribers get it). Routes are resolved once per
 (kind, symbol) and cached, so publishing costs a dict lookup and the sends. Events nobody asked
@@ -29,8 +30,9 @@ class Bus:
     def subscribe(
         self, mailbox: Mailbox[Any], kind: type, symbols: Iterable[str] | None = None
     ) -> None:
-        """Send events of ``kind`` (and of its subclasses) for ``symbols`` (None: all of them)
-        to ``mailbox``. A mailbox subscribed both ways still gets each event once."""
+        """Send events of exactly ``kind`` for ``symbols`` (None: all of them) to ``mailbox``.
+        Exactly: an ``UpdatedBar`` is a ``Bar`` subclass but means "replace", so a subscriber
+        names each kind it can handle. A mailbox subscribed both ways gets each event once."""
         for symbol in (None,) if symbols is None else symbols:
             if mailbox not in self._subscribers[kind, symbol]:
                 self._subscribers[kind, symbol].append(mailbox)
@@ -41,10 +43,9 @@ class Bus:
         route = self._routes.get((kind, symbol))
         if route is None:
             found: dict[int, Mailbox[Any]] = {}
-            for cls in kind.__mro__:  # an UpdatedBar is a Bar
-                for key in ((cls, symbol), (cls, None)) if symbol is not None else ((cls, None),):
-                    for mailbox in self._subscribers.get(key, ()):
-                        found.setdefault(id(mailbox), mailbox)
+            for key in ((kind, symbol), (kind, None)) if symbol is not None else ((kind, None),):
+                for mailbox in self._subscribers.get(key, ()):
+                    found.setdefault(id(mailbox), mailbox)
             route = self._routes[kind, symbol] = tuple(found.values())
         return route
 

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(path: str) -> int:
-    from tickd.daemon.config import EX_CONFIG, ConfigError, effective, load
+    from tickd.daemon.config import EX_CONFIG, ConfigError, effective, load, missing_secrets
 
     try:
         config = load(path)
@@ -71,14 +71,17 @@ def _check_config(path: str) -> int:
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(json.dumps(effective(config), indent=2))
+    for section, key in missing_secrets(config):
+        print(f"tickd: note: {section}.{key} is not set (tickd run needs it)", file=sys.stderr)
     return EX_OK
 
 
 def _run(path: str | None) -> int:
-    from tickd.daemon.config import EX_CONFIG, ConfigError, load
+    from tickd.daemon.config import EX_CONFIG, ConfigError, load, require_secrets
 
     try:
         config = load(path)
+        require_secrets(config)
     except ConfigError as exc:
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -23,10 +23,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 __all__ = [
     "EX_CONFIG",
@@ -40,6 +40,8 @@ __all__ = [
     "SymbolsConfig",
     "effective",
     "load",
+    "missing_secrets",
+    "require_secrets",
 ]
 
 EX_CONFIG: Final = 78  # sysexits.h: configuration error
@@ -53,6 +55,8 @@ SECRETS: Final[dict[tuple[str, str], str]] = {
 }
 
 
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
 StockChannel = Literal[
     "trades", "quotes", "bars", "updated_bars", "daily_bars", "statuses", "lulds", "imbalances"
 ]
@@ -70,7 +74,7 @@ class AlpacaConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     crypto_channels: tuple[CryptoChannel, ...] = ("bars",)  # subscribed for symbols.crypto
     news: bool = False  # also stream /v1beta1/news for the stock symbols
     # No data for this long while the market is open: reconnect (0: never; news is exempt).
-    silence_limit: float = 300.0
+    silence_limit: NonNegative = 300.0
 
 
 class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -81,23 +85,23 @@ class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class FinnhubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     token: str = ""
-    poll_interval: float = 60.0
+    poll_interval: Positive = 60.0
 
 
 class NewsApiConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     key: str = ""
-    poll_interval: float = 300.0
+    poll_interval: Positive = 300.0
 
 
 class RuntimeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    restart_budget: int = 5  # crashes of one actor within restart_window before the daemon stops
-    restart_window: float = 60.0
-    restart_backoff: float = 0.1
-    restart_backoff_max: float = 10.0
-    reconnect_initial: float = 1.0
-    reconnect_cap: float = 60.0
-    mailbox_capacity: int = 10_000
+    restart_budget: Annotated[int, Meta(ge=0)] = 5  # crashes within restart_window, then exit
+    restart_window: Positive = 60.0
+    restart_backoff: Positive = 0.1
+    restart_backoff_max: Positive = 10.0
+    reconnect_initial: Positive = 1.0
+    reconnect_cap: Positive = 60.0
+    mailbox_capacity: Annotated[int, Meta(ge=1)] = 10_000
 
 
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -143,12 +147,44 @@ def load(
         if secret is not None and isinstance(raw.setdefault(section, {}), dict):
             raw[section][key] = secret
     try:
-        return msgspec.convert(raw, Config)
+        config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).rpartition(" - at `")
         if not message:  # the top level
             message, where = str(exc), "$"
         raise ConfigError(message, where.rstrip("`")) from exc
+    runtime = config.runtime
+    for low, high in (
+        ("reconnect_initial", "reconnect_cap"),
+        ("restart_backoff", "restart_backoff_max"),
+    ):
+        if getattr(runtime, low) > getattr(runtime, high):
+            raise ConfigError(f"must not exceed runtime.{high}", f"$.runtime.{low}")
+    return config
+
+
+def require_secrets(config: Config) -> None:
+    """The keys every configured feed needs, or a :class:`ConfigError` saying where to put them
+    (``tickd run`` checks this; ``check-config`` only shows what is missing)."""
+    for section, key in missing_secrets(config):
+        variable = SECRETS[section, key]
+        raise ConfigError(
+            f"not set: give it in ${variable} or $CREDENTIALS_DIRECTORY/{section}.{key}",
+            f"$.{section}.{key}",
+        )
+
+
+def missing_secrets(config: Config) -> list[tuple[str, str]]:
+    """The (section, key) secrets that the configured feeds need and nobody gave."""
+    needed: list[tuple[str, str]] = []
+    alpaca = config.alpaca
+    if config.symbols.stocks or config.symbols.crypto or alpaca.news:
+        needed += [("alpaca", "key_id"), ("alpaca", "secret_key")]
+    if config.finnhub.enabled:
+        needed.append(("finnhub", "token"))
+    if config.newsapi.enabled:
+        needed.append(("newsapi", "key"))
+    return [(s, k) for s, k in needed if not getattr(getattr(config, s), k)]
 
 
 def _env_value(text: str) -> Any:

@@ -139,6 +139,8 @@ class AlpacaFeed:
         self._lost_at: int | None = None  # when a connection that carried data was lost
         self._websocket: ClientConnection | None = None
         self._last_data_ns = 0  # monotonic time of the last data message (or of the handshake)
+        self._last_frame_ns = 0  # receive stamp of the last frame handled
+        self._close_reason = ""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -157,10 +159,10 @@ class AlpacaFeed:
 
     async def subscribe(self, channels: ChannelSets) -> None:
         """Want these symbols too: sent now when streaming, else with the next handshake."""
-        await self._change(self.session.subscribe(channels))
+        await self._change(self.session.subscribe(channels, self._clock.monotonic_ns()))
 
     async def unsubscribe(self, channels: ChannelSets) -> None:
-        await self._change(self.session.unsubscribe(channels))
+        await self._change(self.session.unsubscribe(channels, self._clock.monotonic_ns()))
 
     async def _change(self, actions: list[Any]) -> None:
         if actions and self._websocket is not None:
@@ -178,7 +180,7 @@ class AlpacaFeed:
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
                 open_timeout=settings.step_timeout,
-                close_timeout=1.0,
+                close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -199,21 +201,34 @@ class AlpacaFeed:
                 if settings.silence_limit > 0:
                     tasks.start_soon(self._watch_silence)
                 await self._process(websocket, queue, task_status)
-        except* _LostError as group:
-            raise group.exceptions[0] from None
-        except* FeedFatalError as group:
-            raise group.exceptions[0] from None
+        except BaseExceptionGroup as group:
+            # A fatal error wins; a lost connection (however it showed) means reconnect;
+            # anything else (a bug, a cancellation) goes on up as it is.
+            fatal, _ = group.split(FeedFatalError)
+            if fatal is not None:
+                raise _leaf(fatal) from None
+            lost, rest = group.split((_LostError, ConnectionClosed))
+            if rest is not None or lost is None:
+                raise
+            first = _leaf(lost)
+            if isinstance(first, _LostError):
+                raise first from None
+            raise _LostError(f"connection closed: {first}") from None
         finally:
             self._websocket = None
             if self._streaming and self._lost_at is None:
-                self._lost_at = self._clock.now_ns()
+                # The gap starts after the last frame that was handled.
+                self._lost_at = self._last_frame_ns or self._clock.now_ns()
             with anyio.CancelScope(shield=True):
                 await websocket.close()
 
     async def _read(
         self, websocket: ClientConnection, queue: Mailbox[tuple[int, bytes | str]]
     ) -> None:
+        """Stamp and queue each frame; at the end close the queue, so the processor still
+        handles every frame received (data, and a fatal or 406 error just before a close)."""
         clock = self._clock
+        self._close_reason = "connection closed by the server"
         try:
             async for frame in websocket:
                 try:
@@ -222,8 +237,9 @@ class AlpacaFeed:
                     self.stats.dropped_frames += 1
                     _log.error("feed_queue_full_dropped", source=self.source, size=len(frame))
         except ConnectionClosed as exc:
-            raise _LostError(f"connection closed: {exc}") from exc
-        raise _LostError("connection closed by the server")
+            self._close_reason = f"connection closed: {exc}"
+        finally:
+            queue.close()
 
     async def _watch_deadline(self, websocket: ClientConnection) -> None:
         clock = self._clock
@@ -256,7 +272,12 @@ class AlpacaFeed:
     ) -> None:
         decoder, session, clock = self.decoder, self.session, self._clock
         while True:
-            for ts_recv, frame in await queue.receive_batch(self.settings.batch):
+            try:
+                batch = await queue.receive_batch(self.settings.batch)
+            except anyio.EndOfStream:  # the reader has seen the end, and all of it is handled
+                raise _LostError(self._close_reason) from None
+            for ts_recv, frame in batch:
+                self._last_frame_ns = ts_recv
                 self.stats.frames += 1
                 decoded = decoder.decode(frame, ts_recv)
                 for error in decoded.errors:
@@ -310,3 +331,10 @@ class AlpacaFeed:
                     missing=action.missing,
                     unexpected=action.unexpected,
                 )
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first exception inside nested exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

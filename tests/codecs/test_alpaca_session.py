@@ -7,7 +7,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from tickd.codecs.alpaca import AlpacaDecoder, AuthRequest, decode_client_message
+from tickd.codecs.alpaca import (
+    AlpacaDecoder,
+    AuthRequest,
+    UnsubscribeRequest,
+    decode_client_message,
+)
 from tickd.codecs.alpaca_session import (
     REAP_WINDOW,
     AlpacaSession,
@@ -216,3 +221,40 @@ def test_real_handshake_frames_drive_the_session() -> None:
     kinds = [type(a).__name__ for a in actions]
     assert kinds == ["Send", "Send", "Ready", "Deliver"]
     assert actions[-1].messages[0].ts_recv == 7
+
+
+def test_changes_made_while_one_is_unacknowledged_follow_it_one_request_at_a_time() -> None:
+    session = streaming()
+    (spy,) = sent(session.subscribe(ChannelSets(trades=("SPY",)), now_ns=0))
+    assert spy.trades == ("SPY",) and session.deadline_ns == 5_000_000_000  # a deadline too
+    assert session.subscribe(ChannelSets(trades=("TSLA",))) == []  # waits for SPY's ack
+    assert session.unsubscribe(ChannelSets(quotes=("AAPL",))) == []
+    acked = {"trades": ("AAPL", "MSFT", "SPY"), "corrections": ("AAPL", "MSFT", "SPY")}
+    (tsla,) = sent(session.receive([Subscription(**acked, quotes=("AAPL",))]))
+    assert tsla.trades == ("TSLA",) and tsla.quotes is None
+    acked["trades"] += ("TSLA",)
+    (drop,) = sent(session.receive([Subscription(**acked, quotes=("AAPL",))]))
+    assert isinstance(drop, UnsubscribeRequest) and drop.quotes == ("AAPL",)
+    assert session.receive([Subscription(**acked, quotes=())]) == []  # converged, no mismatch
+    assert session.state is SessionState.STREAMING
+
+
+def test_a_refused_change_leaves_the_wanted_set_as_it_was() -> None:
+    session = streaming()
+    session.subscribe(ChannelSets(trades=tuple(f"S{i}" for i in range(40))))
+    (rejected,) = session.receive([StreamError(code=405, msg="symbol limit exceeded")])
+    assert isinstance(rejected, Rejected)
+    assert session.wanted == {"trades": frozenset({"AAPL", "MSFT"}), "quotes": frozenset({"AAPL"})}
+    session.unsubscribe(ChannelSets(quotes=("AAPL",)))
+    session.receive([StreamError(code=400, msg="invalid syntax")])  # an unsubscribe refused
+    assert session.wanted["quotes"] == frozenset({"AAPL"})  # still subscribed, still wanted
+
+
+def test_a_refused_resubscription_after_a_reconnect_is_fatal() -> None:
+    session = streaming()
+    session.connection_lost()
+    session.connection_made(0)
+    session.receive([CONNECTED])
+    session.receive([AUTHENTICATED])
+    (action,) = session.receive([StreamError(code=405, msg="symbol limit exceeded")])
+    assert isinstance(action, Fatal) and session.state is SessionState.FAILED

@@ -51,6 +51,7 @@ class MiniAlpaca:
         self.http_status: list[int] = []  # refuse the next upgrades with these statuses
         self.greet = True  # send "connected" (False: say nothing, to test the step deadline)
         self.ack: Subscription | None = None  # acknowledge this instead of what was asked
+        self.hang_up_after_greeting = 0  # connections to close right after "connected"
         self.url = ""
 
     @asynccontextmanager
@@ -73,6 +74,10 @@ class MiniAlpaca:
             await websocket.wait_closed()
             return
         await connection.send([Success(msg="connected")])
+        if self.hang_up_after_greeting:
+            self.hang_up_after_greeting -= 1
+            await websocket.close(1011)
+            return
         auth = await connection.receive()
         if not isinstance(auth, AuthRequest) or (auth.key, auth.secret) != ("key", "secret"):
             await connection.send([StreamError(code=402, msg="auth failed")])

@@ -227,6 +227,7 @@ async def test_a_crashed_actor_is_restarted_after_a_doubling_backoff_and_keeps_i
     assert actor.batches == [["kept"]]
     assert actor.events == ["start", "stop"] * 3
     assert supervisor.restarts["recorder"] == 2
+    assert actor.lost_in_crashes == 2  # the two one-message batches that crashed it
     crashes = [entry for entry in logs if entry["event"] == "actor_crashed"]
     assert [c["batch"] for c in crashes] == ["['boom']", "['boom']"]
     assert [c["crashes_in_window"] for c in crashes] == [1, 2]

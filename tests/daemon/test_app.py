@@ -155,6 +155,18 @@ def test_a_bad_config_exits_78_naming_the_key(
     assert cli.main(["run", "--config", str(path)]) == 78
 
 
+def test_run_without_keys_exits_78_and_check_config_only_notes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    path = config_file(tmp_path, "ws://127.0.0.1:1")
+    assert cli.main(["run", "--config", str(path)]) == 78
+    assert "$.alpaca.key_id: not set" in capsys.readouterr().err
+    assert cli.main(["check-config", str(path)]) == 0
+    assert "alpaca.secret_key is not set" in capsys.readouterr().err
+
+
 def test_the_default_bank_is_the_one_the_fixture_compiles() -> None:
     assert [s.name for s in DEFAULT_INDICATORS] == ["ema", "ema", "rsi", "atr"]
 

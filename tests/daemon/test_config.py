@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tickd.daemon.config import ConfigError, effective, load
+from tickd.daemon.config import ConfigError, effective, load, missing_secrets, require_secrets
 
 GOOD = """
 [alpaca]
@@ -78,6 +78,10 @@ def test_secrets_come_from_the_credentials_directory_before_the_environment(
         ("[oops]\n", {}, "$", "unknown field `oops`"),
         ("", {"TICKD_ALPACA__PAPER": "maybe"}, "$.alpaca.paper", "Expected `bool`"),
         ("alpaca = 3\n", {"TICKD_ALPACA__FEED": "iex"}, "$.alpaca", "is not a table"),
+        ("", {"TICKD_RUNTIME__RECONNECT_INITIAL": "0"}, "$.runtime.reconnect_initial", "> 0"),
+        ("", {"TICKD_RUNTIME__MAILBOX_CAPACITY": "0"}, "$.runtime.mailbox_capacity", ">= 1"),
+        ("[runtime]\nreconnect_initial = 90.0\n", {}, "$.runtime.reconnect_initial", "exceed"),
+        ("[runtime]\nrestart_backoff = 20.0\n", {}, "$.runtime.restart_backoff", "exceed"),
     ],
 )
 def test_a_bad_key_is_named_with_what_was_expected(
@@ -94,3 +98,17 @@ def test_unreadable_or_broken_files_are_config_errors(tmp_path: Path) -> None:
         load(tmp_path / "missing.toml", environ={})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(write(tmp_path, "[alpaca\n"), environ={})
+
+
+def test_the_feeds_configured_say_which_secrets_are_missing() -> None:
+    environ = {"TICKD_SYMBOLS__STOCKS": '["AAPL"]', "TICKD_FINNHUB__ENABLED": "true"}
+    config = load(None, environ=environ)
+    assert missing_secrets(config) == [
+        ("alpaca", "key_id"),
+        ("alpaca", "secret_key"),
+        ("finnhub", "token"),
+    ]
+    with pytest.raises(ConfigError, match="APCA_API_KEY_ID") as raised:
+        require_secrets(config)
+    assert raised.value.path == "$.alpaca.key_id"
+    require_secrets(load(None, environ={}))  # nothing configured: nothing needed

@@ -41,6 +41,7 @@ __all__ = [
     "RestartBudgetError",
     "RestartPolicy",
     "Supervisor",
+    "first_error",
 ]
 
 T = TypeVar("T")
@@ -297,3 +298,10 @@ _IGNORED: Any = anyio.TASK_STATUS_IGNORED
 def _excerpt(batch: list[Any], limit: int = 2000) -> str:
     text = repr(batch)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(batch)} messages)"
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first exception inside nested exception groups (a task group adds one level each)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

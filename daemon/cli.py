@@ -92,7 +92,7 @@ def _run(path: str | None) -> int:
 
 
 async def _serve(config: Any) -> int:
-    from tickd.daemon.actors import RestartBudgetError
+    from tickd.daemon.actors import RestartBudgetError, first_error
     from tickd.daemon.app import App
     from tickd.daemon.feeds.alpaca import FeedFatalError
 
@@ -114,19 +114,12 @@ async def _serve(config: Any) -> int:
             await app.run()
             tasks.cancel_scope.cancel()
     except* FeedFatalError as group:
-        print(f"tickd: {_leaf(group)}", file=sys.stderr)
+        print(f"tickd: {first_error(group)}", file=sys.stderr)
         status = EX_UNAVAILABLE
     except* RestartBudgetError as group:
-        print(f"tickd: {_leaf(group)}", file=sys.stderr)
+        print(f"tickd: {first_error(group)}", file=sys.stderr)
         status = EX_SOFTWARE
     return status
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first exception inside nested exception groups (one per task group level)."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 if __name__ == "__main__":  # pragma: no cover

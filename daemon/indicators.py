@@ -67,10 +67,12 @@ class IndicatorActor(Actor[Any]):
             if symbol is None:
                 self.ignored[kind.__name__] += 1
                 continue
-            if self._trades and isinstance(event, Trade | CryptoTrade):
+            # Exact kinds: an UpdatedBar replaces a bar and a DailyBar sums a day; neither is
+            # a new minute bar for the kernels.
+            if self._trades and (kind is Trade or kind is CryptoTrade):
                 price = event.price
                 rows[n] = (symbol, price, price, price, event.size, event.ts_event // _NS_PER_DAY)
-            elif not self._trades and isinstance(event, Bar | CryptoBar):
+            elif not self._trades and (kind is Bar or kind is CryptoBar):
                 rows[n] = (
                     symbol,
                     event.high,

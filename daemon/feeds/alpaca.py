@@ -46,7 +46,7 @@ from tickd.codecs.alpaca_session import (
 )
 from tickd.codecs.schema import ChannelSets
 
-from ..actors import Mailbox
+from ..actors import Mailbox, first_error
 from ..clock import Clock, LiveClock
 from ..market_hours import Market, is_open
 from .backoff import Backoff
@@ -206,11 +206,11 @@ class AlpacaFeed:
             # anything else (a bug, a cancellation) goes on up as it is.
             fatal, _ = group.split(FeedFatalError)
             if fatal is not None:
-                raise _leaf(fatal) from None
+                raise first_error(fatal) from None
             lost, rest = group.split((_LostError, ConnectionClosed))
             if rest is not None or lost is None:
                 raise
-            first = _leaf(lost)
+            first = first_error(lost)
             if isinstance(first, _LostError):
                 raise first from None
             raise _LostError(f"connection closed: {first}") from None
@@ -331,10 +331,3 @@ class AlpacaFeed:
                     missing=action.missing,
                     unexpected=action.unexpected,
                 )
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first exception inside nested exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

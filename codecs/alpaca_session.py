@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any, Final, TypeAlias
-
-from msgspec import Struct
+from typing import Any, Final
 
 from .alpaca import (
     AuthRequest,
@@ -30,19 +28,9 @@ from .alpaca import (
     encode_client_message,
 )
 from .schema import ChannelSets, StreamError, Subscription, Success
+from .session import Action, Deliver, Fatal, Mismatch, Ready, Reconnect, Rejected, Send
 
-__all__ = [
-    "Action",
-    "AlpacaSession",
-    "Deliver",
-    "Fatal",
-    "Mismatch",
-    "Ready",
-    "Reconnect",
-    "Rejected",
-    "Send",
-    "SessionState",
-]
+__all__ = ["REAP_WINDOW", "AlpacaSession", "SessionState"]
 
 # Seconds the server takes to reap a dead connection holding the slot (406 until then).
 REAP_WINDOW: Final = 90.0
@@ -59,54 +47,6 @@ class SessionState(enum.Enum):
     STREAMING = "streaming"
     FAILED = "failed"  # a fatal error: the feed must stop
 
-
-class Send(Struct, frozen=True):
-    """Bytes to send on the socket, in the connection's encoding."""
-
-    data: bytes
-
-
-class Deliver(Struct, frozen=True):
-    """Data messages for the rest of the daemon."""
-
-    messages: list[Any]
-
-
-class Ready(Struct, frozen=True):
-    """The handshake is complete: authenticated and the subscription acknowledged."""
-
-
-class Reconnect(Struct, frozen=True):
-    """Close this socket and connect again after the backoff, but not before ``wait_at_least``
-    seconds (the reap window after a 406)."""
-
-    reason: str
-    code: int = 0
-    wait_at_least: float = 0.0
-
-
-class Fatal(Struct, frozen=True):
-    """Stop the feed: retrying cannot help (bad keys, no entitlement, a configuration error)."""
-
-    reason: str
-    code: int
-
-
-class Rejected(Struct, frozen=True):
-    """The server refused a request; the connection and the previous subscription stay."""
-
-    reason: str
-    code: int
-
-
-class Mismatch(Struct, frozen=True):
-    """The acknowledged subscription differs from the wanted one."""
-
-    missing: ChannelSets  # wanted, not acknowledged
-    unexpected: ChannelSets  # acknowledged, not wanted
-
-
-Action: TypeAlias = Send | Deliver | Ready | Reconnect | Fatal | Rejected | Mismatch
 
 _CHANNELS: Final = tuple(ChannelSets.__struct_fields__)
 

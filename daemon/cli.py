@@ -94,7 +94,7 @@ def _run(path: str | None) -> int:
 async def _serve(config: Any) -> int:
     from tickd.daemon.actors import RestartBudgetError, first_error
     from tickd.daemon.app import App
-    from tickd.daemon.feeds.alpaca import FeedFatalError
+    from tickd.daemon.feeds.base import FeedFatalError
 
     app = App(config)
     status = EX_OK

@@ -1,333 +1,60 @@
-"""An Alpaca market-data feed: one websocket at a time, around :class:`AlpacaSession`.
-
-Per connection three tasks run:
-
-* the reader only stamps each frame's receive time and puts the raw bytes in a bounded queue
-  (blocking the socket is what makes Alpaca drop a "slow client"); a full queue drops the frame,
-  counts it and logs it;
-* the processor decodes frames in batches, feeds the session, and carries out its actions:
-  send, publish data, report readiness, reconnect, stop;
-* the deadline watch gives up on a handshake step the server does not answer;
-
-and, when ``silence_limit`` is set, a data watchdog: a feed that has sent no data message for
-that long while its market is open is treated as dead, even if it still answers pings.
-
-Between connections the feed waits an exponential, jittered, capped backoff that resets only
-once data flows again (at least the ~90 s reap window after a 406). The wanted subscription is
-sent again on every connection. A connection lost after data flowed is reported as a
-:class:`FeedGap` (from the loss to the first new message) before that message is published.
-Fatal errors (bad keys, no entitlement, a configuration error) raise :class:`FeedFatalError`.
-"""
+"""An Alpaca market-data feed (stocks, crypto, options or news): :class:`AlpacaSession` and the
+Alpaca decoder in a :class:`WebsocketFeed`. msgpack by default (smaller and faster to decode)."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import structlog
-from anyio.abc import TaskStatus
-from msgspec import Struct
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
 from tickd.codecs.alpaca import AlpacaDecoder, Encoding, Stream
-from tickd.codecs.alpaca_session import (
-    AlpacaSession,
-    Deliver,
-    Fatal,
-    Mismatch,
-    Ready,
-    Reconnect,
-    Rejected,
-    Send,
-)
+from tickd.codecs.alpaca_session import AlpacaSession
 from tickd.codecs.schema import ChannelSets
 
-from ..actors import Mailbox, first_error
-from ..clock import Clock, LiveClock
-from ..market_hours import Market, is_open
-from .backoff import Backoff
+from ..clock import Clock
+from .base import FeedGap
+from .websocket import Publish, WebsocketFeed, WebsocketSettings
 
-__all__ = ["AlpacaFeed", "AlpacaFeedSettings", "FeedFatalError", "FeedGap", "FeedStats"]
-
-_log = structlog.get_logger("tickd.feeds.alpaca")
-
-# HTTP statuses on the upgrade that no retry can fix (a wrong path, refused credentials).
-_FATAL_HTTP = frozenset({400, 401, 403, 404})
+__all__ = ["AlpacaFeed", "AlpacaFeedSettings"]
 
 
-class AlpacaFeedSettings(Struct, frozen=True, kw_only=True):
-    url: str  # e.g. wss://stream.data.alpaca.markets/v2/iex
+class AlpacaFeedSettings(WebsocketSettings, frozen=True, kw_only=True):
+    # url: e.g. wss://stream.data.alpaca.markets/v2/iex
     stream: Stream = "stocks"
     encoding: Encoding = "msgpack"
     channels: ChannelSets = ChannelSets()
-    step_timeout: float = 5.0  # per handshake step; auth goes out well inside Alpaca's 10 s
-    ping_interval: float = 10.0
-    ping_timeout: float = 10.0
-    max_size: int = 16 * 2**20  # news frames and subscription acks can be large
-    queue: int = 4096  # raw frames between the reader and the decoder
-    batch: int = 64  # frames decoded per pass
-    backoff_initial: float = 1.0
-    backoff_cap: float = 60.0
-    # Data watchdog: no data message for this many seconds while the market is open means the
-    # connection is dead even if it answers pings (0 turns it off).
-    silence_limit: float = 0.0
-    market: Market = "us_equity"
 
 
-class FeedGap(Struct, frozen=True, kw_only=True):
-    """No data from ``source`` from ``start_ns`` (connection lost) to ``end_ns`` (the first message
-    after reconnecting): fetch that span from the REST history."""
-
-    source: str
-    start_ns: int
-    end_ns: int
-
-
-class FeedStats(Struct, kw_only=True):
-    connects: int = 0
-    frames: int = 0
-    dropped_frames: int = 0  # the raw queue was full
-    rejected: int = 0
-    mismatches: int = 0
-    gaps: int = 0
-
-
-class FeedFatalError(Exception):
-    """The feed cannot go on: retrying would not help."""
-
-    def __init__(self, source: str, reason: str, code: int = 0) -> None:
-        super().__init__(f"{source}: {reason}")
-        self.code = code
-
-
-class _LostError(Exception):
-    """This connection is done; reconnect after at least ``wait_at_least`` seconds."""
-
-    def __init__(self, reason: str, wait_at_least: float = 0.0) -> None:
-        super().__init__(reason)
-        self.wait_at_least = wait_at_least
-
-
-class AlpacaFeed:
-    """Publishes the data messages of one Alpaca endpoint (see the module)."""
+class AlpacaFeed(WebsocketFeed):
+    session: AlpacaSession
 
     def __init__(
         self,
         settings: AlpacaFeedSettings,
         key: str,
         secret: str,
-        publish: Callable[[list[Any]], Awaitable[None]],
+        publish: Publish,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        fill_gap: Callable[[FeedGap], Awaitable[list[Any]]] | None = None,
     ) -> None:
-        self.settings = settings
-        self.source = f"alpaca.{settings.stream}"
-        self.session = AlpacaSession(
-            key, secret, settings.channels, settings.encoding, settings.step_timeout
+        json = settings.encoding == "json"
+        super().__init__(
+            f"alpaca.{settings.stream}",
+            settings,
+            AlpacaSession(key, secret, settings.channels, settings.encoding, settings.step_timeout),
+            AlpacaDecoder(settings.stream, settings.encoding),
+            publish,
+            headers={"Content-Type": "application/json" if json else "application/msgpack"},
+            text_frames=json,
+            fill_gap=fill_gap,
+            clock=clock,
+            rng=rng,
         )
-        self.decoder = AlpacaDecoder(settings.stream, settings.encoding)
-        self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap, rng)
-        self.stats = FeedStats()
-        self._publish = publish
-        self._clock: Clock = clock or LiveClock()
-        self._ready = False  # the first subscription was acknowledged (start-up is over)
-        self._streaming = False  # this connection got through its handshake
-        self._lost_at: int | None = None  # when a connection that carried data was lost
-        self._websocket: ClientConnection | None = None
-        self._last_data_ns = 0  # monotonic time of the last data message (or of the handshake)
-        self._last_frame_ns = 0  # receive stamp of the last frame handled
-        self._close_reason = ""
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Connect, stream and reconnect until cancelled or a fatal error.
-        ``task_group.start(feed.run)`` returns once the first subscription is acknowledged."""
-        while True:
-            wait_at_least = 0.0
-            try:
-                await self._connection(task_status)
-            except _LostError as lost:
-                wait_at_least = lost.wait_at_least
-                _log.warning("feed_reconnecting", source=self.source, reason=str(lost))
-            finally:
-                self.session.connection_lost()
-            delay = self.backoff.next_delay(wait_at_least)
-            await self._clock.sleep(delay)
 
     async def subscribe(self, channels: ChannelSets) -> None:
         """Want these symbols too: sent now when streaming, else with the next handshake."""
-        await self._change(self.session.subscribe(channels, self._clock.monotonic_ns()))
+        await self.carry_out_now(self.session.subscribe(channels, self._clock.monotonic_ns()))
 
     async def unsubscribe(self, channels: ChannelSets) -> None:
-        await self._change(self.session.unsubscribe(channels, self._clock.monotonic_ns()))
-
-    async def _change(self, actions: list[Any]) -> None:
-        if actions and self._websocket is not None:
-            with contextlib.suppress(ConnectionClosed):  # a reconnect sends the wanted set
-                await self._carry_out(actions, self._websocket)
-
-    async def _connection(self, task_status: TaskStatus[None]) -> None:
-        settings = self.settings
-        content_type = "application/json" if settings.encoding == "json" else "application/msgpack"
-        try:
-            websocket = await connect(
-                settings.url,
-                additional_headers={"Content-Type": content_type},
-                max_size=settings.max_size,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                open_timeout=settings.step_timeout,
-                close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in _FATAL_HTTP:
-                raise FeedFatalError(self.source, f"HTTP {status} on connect", status) from exc
-            raise _LostError(f"HTTP {status} on connect") from exc
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise _LostError(f"cannot connect: {exc!r}") from exc
-        self.stats.connects += 1
-        self._streaming = False
-        queue: Mailbox[tuple[int, bytes | str]] = Mailbox(f"{self.source}.raw", settings.queue)
-        try:
-            self.session.connection_made(self._clock.monotonic_ns())
-            self._websocket = websocket
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._read, websocket, queue)
-                tasks.start_soon(self._watch_deadline, websocket)
-                if settings.silence_limit > 0:
-                    tasks.start_soon(self._watch_silence)
-                await self._process(websocket, queue, task_status)
-        except BaseExceptionGroup as group:
-            # A fatal error wins; a lost connection (however it showed) means reconnect;
-            # anything else (a bug, a cancellation) goes on up as it is.
-            fatal, _ = group.split(FeedFatalError)
-            if fatal is not None:
-                raise first_error(fatal) from None
-            lost, rest = group.split((_LostError, ConnectionClosed))
-            if rest is not None or lost is None:
-                raise
-            first = first_error(lost)
-            if isinstance(first, _LostError):
-                raise first from None
-            raise _LostError(f"connection closed: {first}") from None
-        finally:
-            self._websocket = None
-            if self._streaming and self._lost_at is None:
-                # The gap starts after the last frame that was handled.
-                self._lost_at = self._last_frame_ns or self._clock.now_ns()
-            with anyio.CancelScope(shield=True):
-                await websocket.close()
-
-    async def _read(
-        self, websocket: ClientConnection, queue: Mailbox[tuple[int, bytes | str]]
-    ) -> None:
-        """Stamp and queue each frame; at the end close the queue, so the processor still
-        handles every frame received (data, and a fatal or 406 error just before a close)."""
-        clock = self._clock
-        self._close_reason = "connection closed by the server"
-        try:
-            async for frame in websocket:
-                try:
-                    queue.send_nowait((clock.now_ns(), frame))
-                except anyio.WouldBlock:
-                    self.stats.dropped_frames += 1
-                    _log.error("feed_queue_full_dropped", source=self.source, size=len(frame))
-        except ConnectionClosed as exc:
-            self._close_reason = f"connection closed: {exc}"
-        finally:
-            queue.close()
-
-    async def _watch_deadline(self, websocket: ClientConnection) -> None:
-        clock = self._clock
-        while True:
-            deadline = self.session.deadline_ns
-            now = clock.monotonic_ns()
-            if deadline is not None and now >= deadline:
-                await self._carry_out(self.session.check_deadline(now), websocket)
-            wait = 0.05 if deadline is None else max(0.0, (deadline - now) / 1e9)
-            await clock.sleep(min(wait, 0.25))
-
-    async def _watch_silence(self) -> None:
-        clock, limit = self._clock, self.settings.silence_limit
-        limit_ns = round(limit * 1e9)
-        while True:
-            await clock.sleep(min(limit / 4, 1.0))
-            quiet = clock.monotonic_ns() - self._last_data_ns
-            if (
-                self._streaming
-                and quiet > limit_ns
-                and is_open(self.settings.market, clock.now_ns())
-            ):
-                raise _LostError(f"no data for {quiet / 1e9:.1f} s while the market is open")
-
-    async def _process(
-        self,
-        websocket: ClientConnection,
-        queue: Mailbox[tuple[int, bytes | str]],
-        task_status: TaskStatus[None],
-    ) -> None:
-        decoder, session, clock = self.decoder, self.session, self._clock
-        while True:
-            try:
-                batch = await queue.receive_batch(self.settings.batch)
-            except anyio.EndOfStream:  # the reader has seen the end, and all of it is handled
-                raise _LostError(self._close_reason) from None
-            for ts_recv, frame in batch:
-                self._last_frame_ns = ts_recv
-                self.stats.frames += 1
-                decoded = decoder.decode(frame, ts_recv)
-                for error in decoded.errors:
-                    _log.error("feed_decode_error", source=self.source, error=error.reason)
-                actions = session.receive(decoded.messages, clock.monotonic_ns())
-                await self._carry_out(actions, websocket, task_status, ts_recv)
-
-    async def _carry_out(
-        self,
-        actions: list[Any],
-        websocket: ClientConnection,
-        task_status: TaskStatus[None] | None = None,
-        ts_recv: int = 0,
-    ) -> None:
-        for action in actions:
-            if isinstance(action, Deliver):
-                if self._lost_at is not None:
-                    self.stats.gaps += 1
-                    gap = FeedGap(source=self.source, start_ns=self._lost_at, end_ns=ts_recv)
-                    self._lost_at = None
-                    _log.warning(
-                        "feed_gap", source=self.source, seconds=(ts_recv - gap.start_ns) / 1e9
-                    )
-                    await self._publish([gap])
-                self.backoff.reset()
-                self._last_data_ns = self._clock.monotonic_ns()
-                await self._publish(action.messages)
-            elif isinstance(action, Send):
-                data = action.data.decode() if self.settings.encoding == "json" else action.data
-                await websocket.send(data)
-            elif isinstance(action, Ready):
-                _log.info("feed_ready", source=self.source)
-                self._streaming = True
-                self._last_data_ns = self._clock.monotonic_ns()  # silence counts from here
-                if not self._ready:
-                    self._ready = True
-                    if task_status is not None:
-                        task_status.started()
-            elif isinstance(action, Reconnect):
-                raise _LostError(action.reason, action.wait_at_least)
-            elif isinstance(action, Fatal):
-                raise FeedFatalError(self.source, action.reason, action.code)
-            elif isinstance(action, Rejected):
-                self.stats.rejected += 1
-                _log.error("feed_request_rejected", source=self.source, reason=action.reason)
-            elif isinstance(action, Mismatch):
-                self.stats.mismatches += 1
-                _log.warning(
-                    "feed_subscription_mismatch",
-                    source=self.source,
-                    missing=action.missing,
-                    unexpected=action.unexpected,
-                )
+        await self.carry_out_now(self.session.unsubscribe(channels, self._clock.monotonic_ns()))

@@ -13,19 +13,9 @@ from tickd.codecs.alpaca import (
     UnsubscribeRequest,
     decode_client_message,
 )
-from tickd.codecs.alpaca_session import (
-    REAP_WINDOW,
-    AlpacaSession,
-    Deliver,
-    Fatal,
-    Mismatch,
-    Ready,
-    Reconnect,
-    Rejected,
-    Send,
-    SessionState,
-)
+from tickd.codecs.alpaca_session import REAP_WINDOW, AlpacaSession, SessionState
 from tickd.codecs.schema import ChannelSets, StreamError, Subscription, Success, Trade
+from tickd.codecs.session import Deliver, Fatal, Mismatch, Ready, Reconnect, Rejected, Send
 
 CONNECTED = Success(msg="connected")
 AUTHENTICATED = Success(msg="authenticated")

@@ -15,13 +15,9 @@ from tickd.codecs.alpaca import AuthRequest, SubscribeRequest
 from tickd.codecs.alpaca_session import REAP_WINDOW
 from tickd.codecs.schema import ChannelSets, StreamError, Subscription, Trade
 from tickd.daemon.clock import LiveClock
-from tickd.daemon.feeds.alpaca import (
-    AlpacaFeed,
-    AlpacaFeedSettings,
-    FeedFatalError,
-    FeedGap,
-)
+from tickd.daemon.feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
 from tickd.daemon.feeds.backoff import Backoff
+from tickd.daemon.feeds.base import FeedFatalError, FeedGap
 from tickd.daemon.market_hours import is_open
 
 from .alpaca_server import Connection, MiniAlpaca

@@ -1,0 +1,36 @@
+"""What every feed reports, whatever its transport: gaps, counters, and the error that stops it."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+__all__ = ["FeedFatalError", "FeedGap", "FeedStats"]
+
+
+class FeedGap(Struct, frozen=True, kw_only=True):
+    """No data from ``source`` from ``start_ns`` (connection lost) to ``end_ns`` (the first message
+    after reconnecting): fetch that span from the REST history."""
+
+    source: str
+    start_ns: int
+    end_ns: int
+
+
+class FeedStats(Struct, kw_only=True):
+    connects: int = 0
+    frames: int = 0
+    dropped_frames: int = 0  # the raw queue was full
+    decode_errors: int = 0
+    rejected: int = 0
+    mismatches: int = 0
+    gaps: int = 0
+    backfilled: int = 0  # messages fetched to fill gaps
+
+
+class FeedFatalError(Exception):
+    """The feed cannot go on: retrying would not help."""
+
+    def __init__(self, source: str, reason: str, code: int = 0) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.code = code

@@ -49,6 +49,7 @@ class SessionState(enum.Enum):
 
 
 _CHANNELS: Final = tuple(ChannelSets.__struct_fields__)
+_CONTROL: Final = frozenset({Success, StreamError, Subscription})
 
 
 class AlpacaSession:
@@ -166,10 +167,17 @@ class AlpacaSession:
 
     def receive(self, messages: Iterable[Any], now_ns: int = 0) -> list[Action]:
         """Act on one frame's decoded messages (data messages are handed on in order)."""
+        messages = messages if isinstance(messages, list) else list(messages)
+        control = _CONTROL
+        for message in messages:
+            if type(message) in control:
+                break
+        else:  # a frame of data only (the usual case): handed on as it is
+            return [Deliver(messages)] if messages else []
         actions: list[Action] = []
         data: list[Any] = []
         for message in messages:
-            if isinstance(message, Success | StreamError | Subscription):
+            if type(message) in control:
                 if data:
                     actions.append(Deliver(data))
                     data = []

@@ -86,11 +86,13 @@ class Mailbox(Generic[T]):
         self.policy: Policy = policy
         self.stats = MailboxStats()
         self._key = key
-        self._queue: deque[T] = deque()
+        self._queue: list[T] = []
         self._latest: OrderedDict[Hashable, T] = OrderedDict()
         self._closed = False
-        self._readable = anyio.Event()
-        self._writable = anyio.Event()
+        # Set only while someone waits: a send to a mailbox whose receiver is busy costs no
+        # wake-up call (senders and receivers check again after every wake-up).
+        self._readable: anyio.Event | None = None
+        self._writable: anyio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._latest) if self._key is not None else len(self._queue)
@@ -102,10 +104,35 @@ class Mailbox(Generic[T]):
     async def send(self, message: T) -> None:
         """Put ``message`` in; with ``block``, wait while the mailbox is full."""
         while self._key is None and len(self._queue) >= self.capacity and not self._closed:
-            if self._writable.is_set():
+            if self._writable is None:
                 self._writable = anyio.Event()
             await self._writable.wait()
         self.send_nowait(message)
+
+    async def send_many(self, messages: list[T]) -> None:
+        """Put ``messages`` in, in order: one wake-up for the receiver, not one per message.
+        With ``block``, wait for room as often as needed (a part may be received meanwhile)."""
+        if self._key is not None or self._closed:
+            for message in messages:
+                self.send_nowait(message)  # conflating never waits; closed raises
+            return
+        queue, start, total = self._queue, 0, len(messages)
+        while start < total:
+            room = self.capacity - len(queue)
+            if room <= 0:
+                await self.send(messages[start])  # waits for room (or raises when closed)
+                start += 1
+                continue
+            part = messages[start : start + room] if start or total > room else messages
+            queue.extend(part)
+            start += len(part)
+            stats = self.stats
+            stats.sent += len(part)
+            if len(queue) > stats.high_water:
+                stats.high_water = len(queue)
+            if self._readable is not None:
+                self._readable.set()
+                self._readable = None
 
     def send_nowait(self, message: T) -> None:
         """Put ``message`` in without waiting: ``anyio.WouldBlock`` if a blocking mailbox is full
@@ -120,7 +147,9 @@ class Mailbox(Generic[T]):
             self._conflate(message)
         self.stats.sent += 1
         self.stats.high_water = max(self.stats.high_water, len(self))
-        self._readable.set()
+        if self._readable is not None:
+            self._readable.set()
+            self._readable = None
 
     def _conflate(self, message: T) -> None:
         key = self._key(message)  # type: ignore[misc]
@@ -140,17 +169,17 @@ class Mailbox(Generic[T]):
         while not len(self):
             if self._closed:
                 raise anyio.EndOfStream
-            if self._readable.is_set():
+            if self._readable is None:
                 self._readable = anyio.Event()
             await self._readable.wait()
         batch: list[T]
         if self._key is None:
             queue = self._queue
             if len(queue) <= limit:
-                batch = list(queue)
-                queue.clear()
+                batch, self._queue = queue, []
             else:
-                batch = [queue.popleft() for _ in range(limit)]
+                batch = queue[:limit]
+                del queue[:limit]
         else:
             latest = self._latest
             if len(latest) <= limit:
@@ -159,14 +188,18 @@ class Mailbox(Generic[T]):
             else:
                 batch = [latest.popitem(last=False)[1] for _ in range(limit)]
         self.stats.received += len(batch)
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
         return batch
 
     def close(self) -> None:
         """No more messages in; what is waiting can still be received."""
         self._closed = True
-        self._readable.set()
-        self._writable.set()
+        for event in (self._readable, self._writable):
+            if event is not None:
+                event.set()
+        self._readable = self._writable = None
 
 
 class Actor(Generic[T]):

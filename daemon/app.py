@@ -69,8 +69,10 @@ class App:
             self.indicators = IndicatorActor(
                 mailbox, Bank(indicators, len(symbols)), symbols, self.bus.publish_many, source
             )
+            # Every symbol of its kinds: a frame goes to the bank whole, with no routing per
+            # event (the actor counts events for symbols it does not keep as ignored).
             for kind in (Bar, CryptoBar) if source == "bars" else (Trade, CryptoTrade):
-                self.bus.subscribe(mailbox, kind, symbols)
+                self.bus.subscribe(mailbox, kind)
             self.actors.append(self.indicators)
         self.feeds = self._feeds()
 

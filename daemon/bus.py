@@ -25,6 +25,7 @@ class Bus:
             list
         )
         self._routes: dict[tuple[type, str | None], tuple[Mailbox[Any], ...]] = {}
+        self._by_symbol: set[type] = set()  # kinds with a subscription for some symbols only
         self.unrouted: Counter[str] = Counter()
 
     def subscribe(
@@ -36,6 +37,8 @@ class Bus:
         for symbol in (None,) if symbols is None else symbols:
             if mailbox not in self._subscribers[kind, symbol]:
                 self._subscribers[kind, symbol].append(mailbox)
+        if symbols is not None:
+            self._by_symbol.add(kind)
         self._routes.clear()
 
     def targets(self, kind: type, symbol: str | None) -> tuple[Mailbox[Any], ...]:
@@ -52,26 +55,42 @@ class Bus:
     async def publish(self, event: Any) -> None:
         """Send ``event`` to every mailbox that asked for it (a blocking mailbox that is full makes
         this wait: that is the back-pressure the policy asks for)."""
+        targets = self._targets_of(event)
+        for mailbox in targets:
+            await mailbox.send(event)
+        if not targets:
+            self.unrouted[type(event).__name__] += 1
+
+    def _targets_of(self, event: Any) -> tuple[Mailbox[Any], ...]:
         kind = type(event)
         symbol = getattr(event, "symbol", None)
         if symbol is None and (many := getattr(event, "symbols", None)):
             routes: dict[int, Mailbox[Any]] = {}
-            for name in many:
+            for name in (*many, None):
                 for mailbox in self.targets(kind, name):
                     routes.setdefault(id(mailbox), mailbox)
-            for mailbox in self.targets(kind, None):
-                routes.setdefault(id(mailbox), mailbox)
-            targets: Iterable[Mailbox[Any]] = routes.values()
-        else:
-            targets = self.targets(kind, symbol)
-        sent = False
-        for mailbox in targets:
-            await mailbox.send(event)
-            sent = True
-        if not sent:
-            self.unrouted[kind.__name__] += 1
+            return tuple(routes.values())
+        return self.targets(kind, symbol)
 
-    async def publish_many(self, events: Iterable[Any]) -> None:
-        """Publish each event in order (one decoded frame, typically)."""
+    async def publish_many(self, events: list[Any]) -> None:
+        """Publish events in order (one decoded frame, typically), with one send per mailbox:
+        each mailbox gets its share of ``events`` in their order, as one batch."""
+        kinds = set(map(type, events))
+        if len(kinds) == 1 and (kind := kinds.pop()) not in self._by_symbol:
+            # The hot path: one kind (a frame of trades), whose subscribers all take every
+            # symbol: the frame goes on whole, with no work per event.
+            route = self.targets(kind, None)
+            for mailbox in route:
+                await mailbox.send_many(events)
+            if not route:
+                self.unrouted[kind.__name__] += len(events)
+            return
+        shares: dict[Mailbox[Any], list[Any]] = {}
         for event in events:
-            await self.publish(event)
+            targets = self._targets_of(event)
+            if not targets:
+                self.unrouted[type(event).__name__] += 1
+            for mailbox in targets:
+                shares.setdefault(mailbox, []).append(event)
+        for mailbox, share in shares.items():
+            await mailbox.send_many(share)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Any, Literal
 
+import numpy as np
 from msgspec import Struct
 
 from tickd.codecs.schema import Bar, CryptoBar, CryptoTrade, Trade
@@ -23,6 +25,9 @@ from .actors import Actor, Mailbox
 __all__ = ["IndicatorActor", "IndicatorSnapshot"]
 
 _NS_PER_DAY = 86_400 * 10**9
+_SYMBOL, _TS_EVENT = attrgetter("symbol"), attrgetter("ts_event")
+_PRICE, _SIZE = attrgetter("price"), attrgetter("size")
+_HIGH, _LOW, _CLOSE, _VOLUME = (attrgetter(name) for name in ("high", "low", "close", "volume"))
 
 
 class IndicatorSnapshot(Struct, frozen=True, kw_only=True, gc=False):
@@ -55,53 +60,58 @@ class IndicatorActor(Actor[Any]):
         self._index = {symbol: i for i, symbol in enumerate(self.symbols)}
         self._publish = publish
         self._trades = source == "trades"
+        self._wanted = frozenset((Trade, CryptoTrade) if self._trades else (Bar, CryptoBar))
 
     async def handle(self, batch: list[Any]) -> None:
-        rows, index = self.bank.input, self._index
-        capacity = len(rows)
-        latest: dict[int, tuple[int, Any]] = {}
-        n = 0
+        """One compiled call per bank's worth of events; the columns are gathered in C (``map``
+        over attribute getters) and written into the bank's input one numpy column at a time."""
+        wanted = self._wanted
+        if set(map(type, batch)) <= wanted:
+            rows = list(map(self._index.get, map(_SYMBOL, batch)))
+            if None not in rows:
+                await self._take(batch, rows)  # the usual batch: every event is for the bank
+                return
+        # Exact kinds: an UpdatedBar replaces a bar and a DailyBar sums a day; neither is a
+        # new minute bar for the kernels. Unknown symbols and kinds are counted, not taken.
+        taken, rows = [], []
         for event in batch:
-            symbol = index.get(getattr(event, "symbol", None))  # type: ignore[arg-type]
             kind = type(event)
-            if symbol is None:
+            row = self._index.get(event.symbol) if kind in wanted else None
+            if row is None:
                 self.ignored[kind.__name__] += 1
-                continue
-            # Exact kinds: an UpdatedBar replaces a bar and a DailyBar sums a day; neither is
-            # a new minute bar for the kernels.
-            if self._trades and (kind is Trade or kind is CryptoTrade):
-                price = event.price
-                rows[n] = (symbol, price, price, price, event.size, event.ts_event // _NS_PER_DAY)
-            elif not self._trades and (kind is Bar or kind is CryptoBar):
-                rows[n] = (
-                    symbol,
-                    event.high,
-                    event.low,
-                    event.close,
-                    event.volume,
-                    event.ts_event // _NS_PER_DAY,
-                )
             else:
-                self.ignored[kind.__name__] += 1
-                continue
-            latest[symbol] = (n, event)
-            n += 1
-            if n == capacity:
-                await self._flush(n, latest)
-                latest, n = {}, 0
-        if n:
-            await self._flush(n, latest)
+                taken.append(event)
+                rows.append(row)
+        if taken:
+            await self._take(taken, rows)
 
-    async def _flush(self, n: int, latest: dict[int, tuple[int, Any]]) -> None:
+    async def _take(self, events: list[Any], rows: list[int]) -> None:
+        capacity = len(self.bank.input)
+        for start in range(0, len(events), capacity):
+            end = start + capacity
+            await self._run(events[start:end], rows[start:end])
+
+    async def _run(self, events: list[Any], rows: list[int]) -> None:
+        n = len(events)
+        matrix = self.bank.input
+        matrix[:n, 0] = rows
+        if self._trades:
+            matrix[:n, 1:4] = np.fromiter(map(_PRICE, events), np.float64, n)[:, None]
+            matrix[:n, 4] = np.fromiter(map(_SIZE, events), np.float64, n)
+        else:
+            for column, field in ((1, _HIGH), (2, _LOW), (3, _CLOSE), (4, _VOLUME)):
+                matrix[:n, column] = np.fromiter(map(field, events), np.float64, n)
+        matrix[:n, 5] = np.fromiter(map(_TS_EVENT, events), np.int64, n) // _NS_PER_DAY
         self.bank.run(n)
         out = self.bank.out
+        latest = dict(zip(rows, range(n), strict=True))  # each symbol's last event in the batch
         snapshots = [
             IndicatorSnapshot(
                 symbol=self.symbols[symbol],
-                ts_event=event.ts_event,
-                ts_recv=event.ts_recv,
+                ts_event=events[row].ts_event,
+                ts_recv=events[row].ts_recv,
                 values=tuple(out[row].tolist()),
             )
-            for symbol, (row, event) in latest.items()
+            for symbol, row in latest.items()
         ]
         await self._publish(snapshots)

@@ -254,15 +254,29 @@ class WebsocketFeed:
                 batch = await queue.receive_batch(self.settings.batch)
             except anyio.EndOfStream:  # the reader has seen the end, and all of it is handled
                 raise _LostError(self._close_reason) from None
+            self.stats.frames += len(batch)
+            data: list[Any] = []  # consecutive frames' data, published as one batch
             for ts_recv, frame in batch:
                 self._last_frame_ns = ts_recv
-                self.stats.frames += 1
                 decoded = decoder.decode(frame, ts_recv)
                 for error in decoded.errors:
                     self.stats.decode_errors += 1
                     _log.error("feed_decode_error", source=self.source, error=error.reason)
                 actions = session.receive(decoded.messages, clock.monotonic_ns())
+                if len(actions) == 1 and type(actions[0]) is Deliver and self._lost_at is None:
+                    data += actions[0].messages
+                    continue
+                if data:
+                    await self._deliver(data)
+                    data = []
                 await self._carry_out(actions, websocket, task_status, ts_recv)
+            if data:
+                await self._deliver(data)
+
+    async def _deliver(self, messages: list[Any]) -> None:
+        self.backoff.reset()
+        self._last_data_ns = self._clock.monotonic_ns()
+        await self._publish(messages)
 
     async def _carry_out(
         self,
@@ -275,9 +289,7 @@ class WebsocketFeed:
             if isinstance(action, Deliver):
                 if self._lost_at is not None:
                     await self._report_gap(ts_recv)
-                self.backoff.reset()
-                self._last_data_ns = self._clock.monotonic_ns()
-                await self._publish(action.messages)
+                await self._deliver(action.messages)
             elif isinstance(action, Send):
                 await websocket.send(action.data.decode() if self._text_frames else action.data)
             elif isinstance(action, Ready):

@@ -9,7 +9,7 @@ feeds stop first, then each actor's mailbox is closed and drained, in the order 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import anyio
 import structlog
@@ -23,11 +23,24 @@ from .bus import Bus
 from .clock import Clock, LiveClock
 from .config import Config
 from .feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
+from .feeds.backfill import BackfillSettings, BarBackfill
+from .feeds.finnhub import FinnhubFeed, FinnhubFeedSettings
+from .feeds.polling import (
+    FinnhubNewsSettings,
+    FinnhubNewsSource,
+    NewsApiSettings,
+    NewsApiSource,
+    NewsPoller,
+)
+from .feeds.trade_updates import TradeUpdatesFeed, TradeUpdatesSettings
+from .feeds.websocket import WebsocketFeed
 from .indicators import IndicatorActor
 
 __all__ = ["DEFAULT_INDICATORS", "App"]
 
 _log = structlog.get_logger("tickd.app")
+
+Feed: TypeAlias = WebsocketFeed | NewsPoller  # anything with ``run(task_status=)`` and ``source``
 
 # Until strategies declare what they need (the strategies issue), the bank keeps these.
 DEFAULT_INDICATORS: tuple[Spec, ...] = (
@@ -59,7 +72,7 @@ class App:
             self.clock,
         )
         self.actors: list[Actor[Any]] = []
-        self.feeds: list[AlpacaFeed] = []
+        self.feeds: list[Feed] = []
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
@@ -76,56 +89,94 @@ class App:
             self.actors.append(self.indicators)
         self.feeds = self._feeds()
 
-    def _feeds(self) -> list[AlpacaFeed]:
-        config, alpaca = self.config, self.config.alpaca
-        common: dict[str, Any] = {
-            "encoding": alpaca.encoding,
-            "backoff_initial": config.runtime.reconnect_initial,
-            "backoff_cap": config.runtime.reconnect_cap,
+    def _feeds(self) -> list[Feed]:
+        config, alpaca, symbols = self.config, self.config.alpaca, self.config.symbols
+        runtime, publish, clock = config.runtime, self.bus.publish_many, self.clock
+        backoff: dict[str, Any] = {
+            "backoff_initial": runtime.reconnect_initial,
+            "backoff_cap": runtime.reconnect_cap,
         }
         base = alpaca.stream_url.rstrip("/")
-        wanted: list[AlpacaFeedSettings] = []
-        if config.symbols.stocks:
-            channels: dict[str, tuple[str, ...]] = {
-                c: config.symbols.stocks for c in alpaca.stock_channels
-            }
-            wanted.append(
-                AlpacaFeedSettings(
-                    url=f"{base}/v2/{alpaca.feed}",
-                    stream="stocks",
-                    channels=ChannelSets(**channels),
-                    silence_limit=alpaca.silence_limit,
-                    market="us_equity",
-                    **common,
-                )
+        keys = (alpaca.key_id, alpaca.secret_key)
+        feeds: list[Feed] = []
+        markets: list[tuple[Literal["stocks", "crypto"], tuple[str, ...], tuple[str, ...]]] = [
+            ("stocks", symbols.stocks, alpaca.stock_channels),
+            ("crypto", symbols.crypto, alpaca.crypto_channels),
+        ]
+        for asset, wanted, channels in markets:
+            if not wanted:
+                continue
+            settings = AlpacaFeedSettings(
+                url=f"{base}/v2/{alpaca.feed}"
+                if asset == "stocks"
+                else f"{base}/v1beta3/crypto/us",
+                stream=asset,
+                encoding=alpaca.encoding,
+                channels=ChannelSets(**{c: wanted for c in channels}),
+                silence_limit=alpaca.silence_limit,
+                market="us_equity" if asset == "stocks" else "crypto",
+                **backoff,
             )
-        if config.symbols.crypto:
-            channels = {c: config.symbols.crypto for c in alpaca.crypto_channels}
-            wanted.append(
-                AlpacaFeedSettings(
-                    url=f"{base}/v1beta3/crypto/us",
-                    stream="crypto",
-                    channels=ChannelSets(**channels),
-                    silence_limit=alpaca.silence_limit,
-                    market="crypto",
-                    **common,
-                )
+            feeds.append(
+                AlpacaFeed(settings, *keys, publish, clock, fill_gap=self._backfill(asset))
             )
         if alpaca.news:
-            wanted.append(
-                AlpacaFeedSettings(
-                    url=f"{base}/v1beta1/news",
-                    stream="news",
-                    channels=ChannelSets(news=config.symbols.stocks or ("*",)),
-                    **common,
+            settings = AlpacaFeedSettings(
+                url=f"{base}/v1beta1/news",
+                stream="news",
+                encoding=alpaca.encoding,
+                channels=ChannelSets(news=symbols.stocks or ("*",)),
+                **backoff,
+            )
+            feeds.append(AlpacaFeed(settings, *keys, publish, clock))
+        if alpaca.trade_updates:
+            live = "wss://api.alpaca.markets/stream"
+            paper = "wss://paper-api.alpaca.markets/stream"
+            url = alpaca.trading_stream_url or (paper if alpaca.paper else live)
+            trading = TradeUpdatesSettings(url=url, encoding=alpaca.encoding, **backoff)
+            feeds.append(TradeUpdatesFeed(trading, *keys, publish, clock))
+        finnhub = config.finnhub
+        if finnhub.enabled:
+            if finnhub.trades:
+                stream = FinnhubFeedSettings(
+                    url=finnhub.stream_url,
+                    symbols=finnhub.symbols or symbols.stocks,
+                    **backoff,
                 )
+                feeds.append(FinnhubFeed(stream, finnhub.token, publish, clock))
+            if finnhub.company_news and symbols.stocks:
+                news = FinnhubNewsSettings(
+                    symbols=symbols.stocks,
+                    base_url=finnhub.rest_url,
+                    poll_interval=finnhub.poll_interval,
+                )
+                source = FinnhubNewsSource(news, finnhub.token)
+                feeds.append(NewsPoller(source, publish, clock=clock))
+        newsapi = config.newsapi
+        if newsapi.enabled:
+            search = NewsApiSettings(
+                terms=newsapi.terms or symbols.stocks,
+                base_url=newsapi.url,
+                poll_interval=newsapi.poll_interval,
             )
-        return [
-            AlpacaFeed(
-                settings, alpaca.key_id, alpaca.secret_key, self.bus.publish_many, self.clock
-            )
-            for settings in wanted
-        ]
+            feeds.append(NewsPoller(NewsApiSource(search, newsapi.key), publish, clock=clock))
+        return feeds
+
+    def _backfill(self, asset: Literal["stocks", "crypto"]) -> BarBackfill | None:
+        """The REST fill for a market feed's gaps, when it subscribes bars and history exists
+        for its feed (the ``test`` stream has none; ``delayed_sip`` is SIP history)."""
+        alpaca = self.config.alpaca
+        wanted = self.config.symbols.stocks if asset == "stocks" else self.config.symbols.crypto
+        channels = alpaca.stock_channels if asset == "stocks" else alpaca.crypto_channels
+        if not alpaca.backfill or "bars" not in channels or alpaca.feed == "test":
+            return None
+        settings = BackfillSettings(
+            symbols=wanted,
+            asset=asset,
+            feed="iex" if alpaca.feed == "iex" else "sip",
+            base_url=alpaca.data_url,
+        )
+        return BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)
 
     def stop(self) -> None:
         """Begin the ordered shutdown (safe to call from a signal handler task)."""
@@ -138,8 +189,9 @@ class App:
             for actor, done in zip(self.actors, finished, strict=True):
                 await actors.start(self._supervised, actor, done)
             async with anyio.create_task_group() as feeds:
-                for feed in self.feeds:
-                    await feeds.start(feed.run)
+                async with anyio.create_task_group() as starting:  # handshakes side by side
+                    for feed in self.feeds:
+                        starting.start_soon(feeds.start, feed.run)
                 _log.info("daemon_ready", feeds=[f.source for f in self.feeds])
                 self.ready = True
                 task_status.started()

@@ -75,6 +75,10 @@ class AlpacaConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     news: bool = False  # also stream /v1beta1/news for the stock symbols
     # No data for this long while the market is open: reconnect (0: never; news is exempt).
     silence_limit: NonNegative = 300.0
+    trade_updates: bool = False  # stream order updates (the paper or live account, per paper)
+    trading_stream_url: str = ""  # "" : wss://paper-api.alpaca.markets/stream when paper, else live
+    data_url: str = "https://data.alpaca.markets"  # REST history: the bars a gap missed
+    backfill: bool = True  # fetch those bars (bar subscriptions; iex and sip feeds)
 
 
 class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -85,13 +89,21 @@ class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class FinnhubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     token: str = ""
-    poll_interval: Positive = 60.0
+    # Streamed trades, in Finnhub's symbol forms (AAPL, BINANCE:BTCUSDT); () : symbols.stocks.
+    symbols: tuple[str, ...] = ()
+    trades: bool = True  # stream trades (one websocket per token)
+    company_news: bool = True  # poll company news for symbols.stocks
+    poll_interval: Positive = 300.0  # seconds between two rounds of company news
+    stream_url: str = "wss://ws.finnhub.io"
+    rest_url: str = "https://finnhub.io/api/v1"
 
 
 class NewsApiConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     key: str = ""
-    poll_interval: Positive = 300.0
+    terms: tuple[str, ...] = ()  # OR-ed into the query; () : symbols.stocks
+    poll_interval: Positive = 900.0  # the free plan allows 100 requests a day
+    url: str = "https://newsapi.org/v2"
 
 
 class RuntimeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -153,6 +165,10 @@ def load(
         if not message:  # the top level
             message, where = str(exc), "$"
         raise ConfigError(message, where.rstrip("`")) from exc
+    if config.finnhub.enabled and not (config.finnhub.symbols or config.symbols.stocks):
+        raise ConfigError("no symbols to follow: set it or symbols.stocks", "$.finnhub.symbols")
+    if config.newsapi.enabled and not (config.newsapi.terms or config.symbols.stocks):
+        raise ConfigError("nothing to search for: set it or symbols.stocks", "$.newsapi.terms")
     runtime = config.runtime
     for low, high in (
         ("reconnect_initial", "reconnect_cap"),
@@ -178,7 +194,7 @@ def missing_secrets(config: Config) -> list[tuple[str, str]]:
     """The (section, key) secrets that the configured feeds need and nobody gave."""
     needed: list[tuple[str, str]] = []
     alpaca = config.alpaca
-    if config.symbols.stocks or config.symbols.crypto or alpaca.news:
+    if config.symbols.stocks or config.symbols.crypto or alpaca.news or alpaca.trade_updates:
         needed += [("alpaca", "key_id"), ("alpaca", "secret_key")]
     if config.finnhub.enabled:
         needed.append(("finnhub", "token"))

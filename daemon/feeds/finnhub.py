@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 from websockets.uri import parse_uri
 
 from tickd.codecs.finnhub import FinnhubDecoder
@@ -53,11 +52,12 @@ class FinnhubFeed(WebsocketFeed):
         url = f"{settings.url}{separator}{urlencode({'token': token})}"
         super().__init__(
             "finnhub.trades",
-            msgspec.structs.replace(settings, url=url),
+            settings,
             FinnhubSession(settings.symbols, settings.news, settings.frame_timeout),
             FinnhubDecoder(),
             publish,
             text_frames=True,
+            url=url,  # the settings keep the URL without the token
             fill_gap=fill_gap,
             clock=clock,
             rng=rng,

@@ -276,7 +276,8 @@ class NewsPoller:
         rng: random.Random | None = None,
     ) -> None:
         settings = source.settings
-        self.source = source
+        self.news_source = source
+        self.source = source.name  # as every feed names itself in logs and the app
         self.stats = PollStats()
         self.seen = SeenNews(round(settings.lookback * NS_PER_S), settings.max_seen)
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap, rng)
@@ -301,7 +302,7 @@ class NewsPoller:
         """One round of requests; returns the wait before the next one."""
         self.stats.rounds += 1
         now = self._clock.now_ns()
-        requests = self.source.requests(self.seen.horizon_ns(now), now)
+        requests = self.news_source.requests(self.seen.horizon_ns(now), now)
         for request in _resume_at(requests, self._resume):
             await self._space_out()
             try:
@@ -311,10 +312,10 @@ class NewsPoller:
                 return self._failed(exc)
         self._resume = None
         self.backoff.reset()
-        return self.source.settings.poll_interval
+        return self.news_source.settings.poll_interval
 
     async def _space_out(self) -> None:
-        clock, spacing = self._clock, self.source.settings.request_spacing
+        clock, spacing = self._clock, self.news_source.settings.request_spacing
         if self._last_request_ns is not None and spacing > 0:
             wait = spacing - (clock.monotonic_ns() - self._last_request_ns) / NS_PER_S
             if wait > 0:
@@ -322,7 +323,7 @@ class NewsPoller:
         self._last_request_ns = clock.monotonic_ns()
 
     async def _fetch(self, request: NewsRequest) -> None:
-        source, stats = self.source, self.stats
+        source, stats = self.news_source, self.stats
         stats.requests += 1
         body = await source.client.get(request.url, request.params)
         ts_recv = self._clock.now_ns()
@@ -352,7 +353,7 @@ class NewsPoller:
             await self._publish(fresh)
 
     def _failed(self, exc: HttpError) -> float:
-        settings, name = self.source.settings, self.source.name
+        settings, name = self.news_source.settings, self.news_source.name
         if isinstance(exc, AuthError) or exc.code in _FATAL_CODES:
             _log.error("news_poll_fatal", source=name, error=str(exc))
             raise FeedFatalError(name, str(exc), exc.status) from None

@@ -6,9 +6,9 @@ feed reports a :class:`FeedGap` as soon as the stream listens again (not at the 
 may come hours later), and the ``fill_gap`` callback, when given, is awaited before any live update
 that follows. The broker (a later issue) reconciles the gap from REST,
 ``GET /v2/orders?status=all&after=<gap start>&direction=asc`` and ``GET /v2/positions``
-(protocols.md 2.3), and de-duplicates what it fetched against the live updates. One hole is
-the base feed's: a full raw-frame queue drops a frame (counted in ``stats.dropped_frames`` and
-logged) with no gap reported, so keep ``queue`` far above any burst of order updates.
+(protocols.md 2.3), and de-duplicates what it fetched against the live updates. A full raw-frame
+queue drops the connection rather than a frame (``overflow="reconnect"``), so even that ends in a
+gap report and a reconciliation, never in a silently missing fill.
 
 HTTP 429 on the upgrade (one trading stream per account; a stale session holds the slot until the
 server reaps it) is retried with backoff like any non-fatal refusal. The market-hours silence
@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from anyio.abc import TaskStatus
-from websockets.asyncio.client import ClientConnection
+from typing import Any, Literal
 
 from tickd.codecs.alpaca import Encoding
 from tickd.codecs.alpaca_trading import TradingStreamDecoder
-from tickd.codecs.session import Action, Ready
 from tickd.codecs.trading_session import TradingSession
 
 from ..clock import Clock
@@ -39,10 +35,13 @@ __all__ = ["TradeUpdatesFeed", "TradeUpdatesSettings"]
 class TradeUpdatesSettings(WebsocketSettings, frozen=True, kw_only=True):
     url: str = "wss://paper-api.alpaca.markets/stream"  # live: wss://api.alpaca.markets/stream
     encoding: Encoding = "json"  # the documented default; paper sends it in binary frames
+    overflow: Literal["drop", "reconnect"] = "reconnect"
 
     def __post_init__(self) -> None:
         if self.silence_limit:
             raise ValueError("silence_limit must be 0: order updates are silent for hours")
+        if self.overflow != "reconnect":
+            raise ValueError("overflow must be 'reconnect': an order update is never dropped")
 
 
 class TradeUpdatesFeed(WebsocketFeed):
@@ -68,20 +67,10 @@ class TradeUpdatesFeed(WebsocketFeed):
             publish,
             headers={"Content-Type": "application/json" if json else "application/msgpack"},
             text_frames=json,
+            # A gap ends when the stream listens again: from then on every update comes live,
+            # and the broker must reconcile now, not at the next update (maybe hours away).
+            gap_at_ready=True,
             fill_gap=fill_gap,
             clock=clock,
             rng=rng,
         )
-
-    async def _carry_out(
-        self,
-        actions: list[Action],
-        websocket: ClientConnection,
-        task_status: TaskStatus[None] | None = None,
-        ts_recv: int = 0,
-    ) -> None:
-        """As the base feed, but a gap ends when the stream listens again: from then on every
-        update comes live, and the broker must reconcile now, not at the next update."""
-        await super()._carry_out(actions, websocket, task_status, ts_recv)
-        if self._lost_at is not None and any(isinstance(a, Ready) for a in actions):
-            await self._report_gap(ts_recv)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import structlog
@@ -79,6 +79,10 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     # connection is dead even if it answers pings (0 turns it off).
     silence_limit: float = 0.0
     market: Market = "us_equity"
+    # A full raw queue: drop the frame (market data: the reader must never block, and a gap in
+    # ticks is survivable) or drop the connection (order updates: the gap report after the
+    # reconnect makes the broker reconcile, where a silently missing fill would not).
+    overflow: Literal["drop", "reconnect"] = "drop"
 
 
 class _LostError(Exception):
@@ -102,12 +106,19 @@ class WebsocketFeed:
         *,
         headers: Mapping[str, str] | None = None,
         text_frames: bool = False,
+        url: str | None = None,
+        gap_at_ready: bool = False,
         fill_gap: Callable[[FeedGap], Awaitable[list[Any]]] | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """``url`` overrides ``settings.url`` (one carrying a token stays out of the settings,
+        which get logged); ``gap_at_ready`` reports a gap when the handshake completes again
+        rather than at the first data message (a stream that may stay silent for hours)."""
         self.source = source
         self.settings = settings
+        self._url = url or settings.url
+        self._gap_at_ready = gap_at_ready
         self.session = session
         self.decoder = decoder
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap, rng)
@@ -151,7 +162,7 @@ class WebsocketFeed:
         settings = self.settings
         try:
             websocket = await connect(
-                settings.url,
+                self._url,
                 additional_headers=self._headers,
                 max_size=settings.max_size,
                 ping_interval=settings.ping_interval,
@@ -205,7 +216,7 @@ class WebsocketFeed:
     ) -> None:
         """Stamp and queue each frame; at the end close the queue, so the processor still
         handles every frame received (data, and a fatal or 406 error just before a close)."""
-        clock = self._clock
+        clock, reconnect = self._clock, self.settings.overflow == "reconnect"
         self._close_reason = "connection closed by the server"
         try:
             async for frame in websocket:
@@ -214,6 +225,8 @@ class WebsocketFeed:
                 except anyio.WouldBlock:
                     self.stats.dropped_frames += 1
                     _log.error("feed_queue_full_dropped", source=self.source, size=len(frame))
+                    if reconnect:
+                        raise _LostError("the raw queue is full: reconnecting") from None
         except ConnectionClosed as exc:
             self._close_reason = f"connection closed: {exc}"
         finally:
@@ -300,6 +313,8 @@ class WebsocketFeed:
                     self._ready = True
                     if task_status is not None:
                         task_status.started()
+                if self._gap_at_ready and self._lost_at is not None:
+                    await self._report_gap(ts_recv)
             elif isinstance(action, Reconnect):
                 raise _LostError(action.reason, action.wait_at_least)
             elif isinstance(action, Fatal):

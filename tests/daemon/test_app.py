@@ -198,3 +198,87 @@ async def test_the_indicator_actor_takes_trades_in_batches_larger_than_the_bank(
     assert actor.ignored == {"Trade": 1, "Bar": 1}
     with pytest.raises(ValueError, match="3 symbols for a bank of 2"):
         IndicatorActor(Mailbox("m", 1), bank, ["A", "B", "C"], publish)
+
+
+@pytest.mark.anyio
+async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
+    """Alpaca bars, order updates, Finnhub trades and company news, NewsAPI: each from its own
+    loopback server, all built by the App from one config file."""
+    from tickd.codecs.finnhub import encode_company_news
+    from tickd.codecs.newsapi import encode_articles
+    from tickd.codecs.schema import News, OrderUpdate
+
+    from . import finnhub_server
+    from .finnhub_server import MiniFinnhub
+    from .http_server import HttpServer, Received, Reply
+    from .test_feed_trade_updates import fills
+    from .trading_server import MiniTradingStream
+
+    async def finnhub_trades(connection: finnhub_server.Connection) -> None:
+        await connection.received_at_least(2)  # AAPL and MSFT subscribed
+        await connection.send_trades([Trade(symbol="MSFT", ts_event=START, price=2.0, size=3)])
+
+    async def order_update(connection: Any) -> None:
+        await connection.send(fills(1))
+        await connection.websocket.wait_closed()
+
+    now = time.time_ns() // 10**9 * 10**9  # whole seconds: Finnhub's unit
+    common: dict[str, Any] = {"ts_event": now, "ts_updated": now, "headline": "h"}
+
+    def respond(request: Received) -> Reply:
+        if request.path.endswith("/everything"):
+            url = "https://n.example/1"
+            article = News(provider="newsapi", id=url, url=url, **common)
+            return Reply(body=encode_articles([article]))
+        symbols = (request.query["symbol"],)
+        url = "https://f.example/7"
+        item = News(provider="finnhub", id="7", url=url, symbols=symbols, **common)
+        return Reply(body=encode_company_news([item]))
+
+    alpaca, trading = MiniAlpaca(), MiniTradingStream("msgpack", [order_update])
+    finnhub, http = MiniFinnhub([finnhub_trades]), HttpServer()
+    http.respond = respond
+    async with alpaca.running(), trading.running(), finnhub.running():
+        with http.running():
+            path = tmp_path / "tickd.toml"
+            path.write_text(
+                f'[alpaca]\nfeed = "test"\nstream_url = "{alpaca.url.rsplit("/v2", 1)[0]}"\n'
+                f'trade_updates = true\ntrading_stream_url = "{trading.url}"\n'
+                '[symbols]\nstocks = ["AAPL", "MSFT"]\n'
+                f'[finnhub]\nenabled = true\nstream_url = "{finnhub.url}"\n'
+                f'rest_url = "{http.url}"\n'
+                f'[newsapi]\nenabled = true\nurl = "{http.url}"\n'
+                "[runtime]\nreconnect_initial = 0.01\nreconnect_cap = 0.05\n"
+            )
+            environ = {
+                "APCA_API_KEY_ID": "key",
+                "APCA_API_SECRET_KEY": "secret",
+                "FINNHUB_TOKEN": finnhub_server.TOKEN,
+                "NEWSAPI_KEY": "news-key",
+            }
+            app = App(load(path, environ=environ))
+            seen: Mailbox[Any] = Mailbox("seen", 100)
+            for kind in (Trade, OrderUpdate, News):
+                app.bus.subscribe(seen, kind)
+            events: list[Any] = []
+            async with anyio.create_task_group() as tg:
+                await tg.start(app.run)
+                with anyio.fail_after(10):
+                    while {(type(e), getattr(e, "provider", "")) for e in events} != {
+                        (Trade, ""),
+                        (OrderUpdate, ""),
+                        (News, "finnhub"),
+                        (News, "newsapi"),
+                    }:
+                        events += await seen.receive_batch(100)
+                app.stop()
+    assert sorted(f.source for f in app.feeds) == [
+        "alpaca.stocks",
+        "alpaca.trade_updates",
+        "finnhub.news",
+        "finnhub.trades",
+        "newsapi",
+    ]
+    news_request = next(r for r in http.received if r.path.endswith("/everything"))
+    assert news_request.headers["x-api-key"] == "news-key"
+    assert "AAPL" in news_request.query["q"] and "MSFT" in news_request.query["q"]

@@ -293,4 +293,5 @@ def test_a_bad_url_fails_at_once_without_the_token_in_the_error() -> None:
     assert TOKEN not in str(raised.value)
     settings = FinnhubFeedSettings(url="wss://ws.finnhub.io/?x=1", symbols=("AAPL",))
     feed = FinnhubFeed(settings, "a&b c", publish)
-    assert feed.settings.url == "wss://ws.finnhub.io/?x=1&token=a%26b+c"
+    assert feed._url == "wss://ws.finnhub.io/?x=1&token=a%26b+c"
+    assert feed.settings.url == "wss://ws.finnhub.io/?x=1"  # the settings carry no token

@@ -21,3 +21,14 @@ def test_readme_opens_with_the_demo_then_the_test_command() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     _, tests = _commands()
     assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readme_config_example_is_a_valid_config(tmp_path: Path) -> None:
+    from tickd.daemon.config import load
+
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("\n```", 1)[0]
+    path = tmp_path / "tickd.toml"
+    path.write_text(example)
+    config = load(path, environ={})
+    assert config.symbols.stocks == ("AAPL", "MSFT") and config.alpaca.backfill

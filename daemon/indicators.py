@@ -59,7 +59,7 @@ class IndicatorActor(Actor[Any]):
         self._wanted = frozenset((Trade, CryptoTrade) if self._trades else (Bar, CryptoBar))
         if bank.input.shape[1] != _WIDTH or not bank.input.flags.c_contiguous:
             raise ValueError("the bank's input must be a C-ordered matrix of 6 columns")
-        self._flat = memoryview(bank.input).cast("B").cast("d")  # row-major, 6 per event
+        self._flat = bank.input.data.cast("B").cast("d")  # row-major, 6 per event
         self._day = (0, 0, 0)  # the UTC day last seen: (start ns, end ns, day number)
 
     async def handle(self, batch: list[Any]) -> None:

@@ -241,13 +241,14 @@ def run(config: Config) -> Report:
     bank = Bank(INDICATORS, len(symbols))
     seconds = 0.4 if config.quick else 2.0
     rounds = 1 if config.quick else 3
-    offered = (200_000,) if config.quick else (300_000, 400_000, 500_000, 600_000, 800_000)
+    offered = (100_000,) if config.quick else (100_000, 200_000, 300_000, 400_000, 500_000, 650_000)
+    alpaca_frames = {False: 400 if config.quick else 4_000, True: 800 if config.quick else 8_000}
+    bare_frames = 4_000 if config.quick else 40_000
     with _server() as base:
         # Throughput: tickd at offered rates, alpaca-py and bare draining a burst.
         sustained: list[float] = []
         alpaca_rates: dict[bool, list[float]] = {False: [], True: []}
         bare_rates: list[float] = []
-        burst = int((100_000 if config.quick else 400_000) / FRAME)
         for _ in range(rounds):
             best = 0.0
             for rate in offered:
@@ -263,14 +264,12 @@ def run(config: Config) -> Report:
                     break
                 best = rate
             sustained.append(best)
-            for raw in (False, True):
-                url = _url(base, 0, burst // (10 if not raw else 5), stamp=False)
-                peer = _run_async(
-                    _alpaca_py, url, symbols, burst // (10 if not raw else 5) * FRAME, raw
-                )
+            for raw, frames in alpaca_frames.items():  # about a second each
+                url = _url(base, 0, frames, stamp=False)
+                peer = _run_async(_alpaca_py, url, symbols, frames * FRAME, raw)
                 alpaca_rates[raw].append(peer.rate)
-            url = _url(base, 0, burst, stamp=False)
-            bare_rates.append(_run_async(_bare, url, symbols, burst * FRAME, False).rate)
+            url = _url(base, 0, bare_frames, stamp=False)
+            bare_rates.append(_run_async(_bare, url, symbols, bare_frames * FRAME, False).rate)
         tickd_rate = statistics.median(sustained)
         alpaca_default = statistics.median(alpaca_rates[False])
         ratio = tickd_rate / alpaca_default if alpaca_default else 0.0

@@ -71,8 +71,11 @@ class FinnhubSession:
         self.deadline_ns: int | None = None
         self.connected = False
         self.failure: Fatal | None = None
-        # Runtime subscriptions sent on this connection, oldest first: what a "too many symbols"
-        # error can be put down to.
+        # Symbols added at runtime and still wanted, oldest first: sent after the configured ones
+        # on every connection, so that a "too many symbols" error is put down to them.
+        self._added: list[tuple[Channel, str]] = []
+        # What such an error can be put down to on this connection: the runtime additions sent
+        # on it (even one unsubscribed since: its refusal may still be on its way).
         self._refusable: list[tuple[Channel, str]] = []
 
     # -- connection events ---------------------------------------------------------------------
@@ -82,11 +85,15 @@ class FinnhubSession:
         if self.failure is not None:
             raise RuntimeError(f"the session failed ({self.failure}): do not reconnect")
         self.connected = True
-        self._refusable = []
         self.deadline_ns = now_ns + self.frame_timeout_ns
         actions: list[Action] = []
+        added = set(self._added)
         for channel, symbols in self.wanted.items():
-            actions += _requests(_SUBSCRIBE[channel], symbols)
+            configured = {s for s in symbols if (channel, s) not in added}
+            actions += _requests(_SUBSCRIBE[channel], configured)
+        for channel, symbol in self._added:  # runtime additions last, oldest first
+            actions += _requests(_SUBSCRIBE[channel], (symbol,))
+        self._refusable = list(self._added)
         actions.append(Ready())
         return actions
 
@@ -108,14 +115,16 @@ class FinnhubSession:
         connection."""
         new = sorted(set(_checked(symbols)) - self.wanted[channel])
         self.wanted[channel].update(new)
+        self._added += [(channel, symbol) for symbol in new]
         if not self.connected:
-            return []
+            return []  # sent with the next connection, last
         self._refusable += [(channel, symbol) for symbol in new]
         return _requests(_SUBSCRIBE[channel], new)
 
     def unsubscribe(self, symbols: Iterable[str], channel: Channel = "trades") -> list[Action]:
         gone = sorted(self.wanted[channel] & set(_checked(symbols)))
         self.wanted[channel].difference_update(gone)
+        self._added = [(c, s) for c, s in self._added if c != channel or s not in gone]
         return _requests(_UNSUBSCRIBE[channel], gone) if self.connected else []
 
     # -- what the server says ------------------------------------------------------------------
@@ -147,6 +156,7 @@ class FinnhubSession:
         if self._refusable:
             channel, symbol = self._refusable.pop()
             self.wanted[channel].discard(symbol)
+            self._added = [item for item in self._added if item != (channel, symbol)]
             return Rejected(f"{reason} (dropped {channel} {symbol})", 0)
         self.failure = Fatal(f"{reason} (the configured symbols exceed the plan)", 0)
         self.deadline_ns = None

@@ -116,8 +116,9 @@ class Mailbox(Generic[T]):
             for message in messages:
                 self.send_nowait(message)  # conflating never waits; closed raises
             return
-        queue, start, total = self._queue, 0, len(messages)
+        start, total = 0, len(messages)
         while start < total:
+            queue = self._queue  # again each time: a receiver may have taken the whole list
             room = self.capacity - len(queue)
             if room <= 0:
                 await self.send(messages[start])  # waits for room (or raises when closed)

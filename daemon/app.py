@@ -133,7 +133,8 @@ class App:
             live = "wss://api.alpaca.markets/stream"
             paper = "wss://paper-api.alpaca.markets/stream"
             url = alpaca.trading_stream_url or (paper if alpaca.paper else live)
-            trading = TradeUpdatesSettings(url=url, encoding=alpaca.encoding, **backoff)
+            # JSON, whatever the market data uses: its documented form (and alpaca-py's).
+            trading = TradeUpdatesSettings(url=url, **backoff)
             feeds.append(TradeUpdatesFeed(trading, *keys, publish, clock))
         finnhub = config.finnhub
         if finnhub.enabled:
@@ -163,17 +164,18 @@ class App:
         return feeds
 
     def _backfill(self, asset: Literal["stocks", "crypto"]) -> BarBackfill | None:
-        """The REST fill for a market feed's gaps, when it subscribes bars and history exists
-        for its feed (the ``test`` stream has none; ``delayed_sip`` is SIP history)."""
+        """The REST fill for a market feed's gaps, when it subscribes bars and the gap's times
+        are the bars' times: not for ``test`` (no history) nor ``delayed_sip`` (its bars arrive
+        15 minutes after their time, so a gap's receive times name the wrong bars)."""
         alpaca = self.config.alpaca
         wanted = self.config.symbols.stocks if asset == "stocks" else self.config.symbols.crypto
         channels = alpaca.stock_channels if asset == "stocks" else alpaca.crypto_channels
-        if not alpaca.backfill or "bars" not in channels or alpaca.feed == "test":
+        if not alpaca.backfill or "bars" not in channels or alpaca.feed in ("test", "delayed_sip"):
             return None
         settings = BackfillSettings(
             symbols=wanted,
             asset=asset,
-            feed="iex" if alpaca.feed == "iex" else "sip",
+            feed="sip" if alpaca.feed == "sip" else "iex",
             base_url=alpaca.data_url,
         )
         return BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)

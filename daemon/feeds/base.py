@@ -25,6 +25,7 @@ class FeedStats(Struct, kw_only=True):
     mismatches: int = 0
     gaps: int = 0
     backfilled: int = 0  # messages fetched to fill gaps
+    backfill_failures: int = 0  # fills that raised (logged with their traceback)
 
 
 class FeedFatalError(Exception):

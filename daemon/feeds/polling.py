@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol
 
 import anyio
@@ -64,6 +64,8 @@ NS_PER_S: Final = 1_000_000_000
 _FATAL_CODES: Final = frozenset({"apiKeyInvalid", "apiKeyDisabled", "apiKeyMissing"})
 _RATE_CODES: Final = frozenset({"rateLimited", "apiKeyExhausted"})
 _NEWSAPI_QUERY_CHARS: Final = 500
+# NewsAPI's answer to a page past what the plan may see (the free plan: the first 100 results).
+_NO_MORE_PAGES: Final = "maximumResultsReached"
 # Finnhub's from/to dates have no documented time zone: starting the range this long before the
 # newest item seen covers any US one.
 _DATE_SLACK_NS: Final = 6 * 3600 * NS_PER_S
@@ -75,6 +77,7 @@ class PollSettings(Struct, frozen=True, kw_only=True):
     lookback: float = 86_400.0  # seconds of news asked for, remembered and accepted
     max_seen: int = 100_000  # item versions remembered at most
     request_spacing: float = 0.0  # seconds between two requests
+    max_pages: int = 3  # pages one request may follow in a round (the rest: ``truncated``)
     timeout: float = 10.0  # per request, in all
     backoff_initial: float = 5.0
     backoff_cap: float = 900.0
@@ -106,6 +109,7 @@ class PollStats(Struct, kw_only=True):
     decode_errors: int = 0
     rate_limited: int = 0
     failures: int = 0  # server, network and request errors
+    truncated: int = 0  # rounds that stopped paging before reaching news already seen
 
 
 class NewsRequest(Struct, frozen=True, kw_only=True):
@@ -131,8 +135,11 @@ class NewsSource(Protocol):
 
     def decode(self, body: bytes, ts_recv: int) -> Decoded: ...
 
-    def received(self, request: NewsRequest, news: Sequence[News]) -> None:
-        """What ``request`` returned (new or not): where the next request can start."""
+    def received(
+        self, request: NewsRequest, news: Sequence[News], fresh: int
+    ) -> NewsRequest | None:
+        """What ``request`` returned (``fresh`` of it new): the follow-up request of this round
+        (the next page), if there should be one."""
 
 
 def _query_term(term: str) -> str:
@@ -140,7 +147,12 @@ def _query_term(term: str) -> str:
 
 
 class NewsApiSource:
-    """``GET /v2/everything?q=..&sortBy=publishedAt&from=<newest publish time seen>``."""
+    """``GET /v2/everything?q=..&sortBy=publishedAt&from=<the remembered window's start>``.
+
+    Newest first, a page at a time: the next page is asked for while a page is full and all of it
+    new (past the first item already seen, the rest is known). Asking from the start of the
+    window, not from the newest item seen, keeps articles that NewsAPI indexes late.
+    """
 
     name: Final = "newsapi"
 
@@ -154,15 +166,16 @@ class NewsApiSource:
                 f" got {len(self._query)} from {len(settings.terms)} terms"
             )
         self._url = settings.base_url.rstrip("/") + "/everything"
-        self._newest_ns: int | None = None
 
     def requests(self, horizon_ns: int, now_ns: int) -> list[NewsRequest]:
-        since = max(horizon_ns, self._newest_ns or horizon_ns)
+        # Whole seconds, rounded up: never before the horizon (older items would be stale).
+        since = -(-horizon_ns // NS_PER_S) * NS_PER_S
         params = {
             "q": self._query,
             "sortBy": "publishedAt",
-            "from": format_rfc3339_ns(since // NS_PER_S * NS_PER_S)[:19],  # UTC, no zone
+            "from": format_rfc3339_ns(since)[:19],  # UTC, no zone
             "pageSize": str(self.settings.page_size),
+            "page": "1",
         }
         if self.settings.language:
             params["language"] = self.settings.language
@@ -171,10 +184,15 @@ class NewsApiSource:
     def decode(self, body: bytes, ts_recv: int) -> Decoded:
         return decode_articles(body, ts_recv)
 
-    def received(self, request: NewsRequest, news: Sequence[News]) -> None:
-        if news:
-            newest = max(item.ts_event for item in news)
-            self._newest_ns = max(newest, self._newest_ns or newest)
+    def received(
+        self, request: NewsRequest, news: Sequence[News], fresh: int
+    ) -> NewsRequest | None:
+        if len(news) < self.settings.page_size or fresh < len(news):
+            return None
+        page = int(request.params["page"]) + 1
+        return NewsRequest(
+            key=request.key, url=request.url, params=request.params | {"page": str(page)}
+        )
 
 
 class FinnhubNewsSource:
@@ -202,10 +220,13 @@ class FinnhubNewsSource:
     def decode(self, body: bytes, ts_recv: int) -> Decoded:
         return decode_company_news(body, ts_recv)
 
-    def received(self, request: NewsRequest, news: Sequence[News]) -> None:
+    def received(
+        self, request: NewsRequest, news: Sequence[News], fresh: int
+    ) -> NewsRequest | None:
         if news:
             newest = max(item.ts_event for item in news)
             self._newest_ns[request.key] = max(newest, self._newest_ns.get(request.key, newest))
+        return None  # one answer per symbol and range: no pages
 
 
 class SeenNews:
@@ -284,32 +305,51 @@ class NewsPoller:
         self._publish = publish
         self._clock: Clock = clock or LiveClock()
         self._resume: str | None = None  # the request that failed last round
+        self._started: Callable[[], None] | None = None  # readiness, until the first answer
         self._last_request_ns: int | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Poll round after round. ``task_group.start(poller.run)`` returns once the first round
-        has been tried, whatever came of it: news is best-effort and must not hold up start-up,
-        but a key refused in that first round raises from ``start``."""
-        started = False
+        """Poll round after round. ``task_group.start(poller.run)`` returns once the first
+        request has been answered, whatever the answer: news is best-effort and must not hold
+        up start-up (a round of Finnhub symbols takes a second each), but a refused key raises
+        from ``start``."""
+        self._started = task_status.started
         while True:
             delay = await self.poll_once()
-            if not started:
-                started = True
-                task_status.started()
             await self._clock.sleep(delay)
+
+    def _answered(self) -> None:
+        if self._started is not None:
+            started, self._started = self._started, None
+            started()
 
     async def poll_once(self) -> float:
         """One round of requests; returns the wait before the next one."""
         self.stats.rounds += 1
         now = self._clock.now_ns()
         requests = self.news_source.requests(self.seen.horizon_ns(now), now)
-        for request in _resume_at(requests, self._resume):
-            await self._space_out()
-            try:
-                await self._fetch(request)
-            except HttpError as exc:
-                self._resume = request.key
-                return self._failed(exc)
+        for first in _resume_at(requests, self._resume):
+            request: NewsRequest | None = first
+            fresh: list[News] = []  # of all the pages, published together, oldest first
+            pages = 0
+            while request is not None:
+                if pages == self.news_source.settings.max_pages:
+                    self.stats.truncated += 1  # more is new than a round may ask for
+                    _log.warning("news_round_truncated", source=self.source, pages=pages)
+                    break
+                await self._space_out()
+                pages += 1
+                try:
+                    request = await self._fetch(request, fresh)
+                    self._answered()
+                except HttpError as exc:
+                    if pages > 1 and exc.code == _NO_MORE_PAGES:
+                        self.stats.truncated += 1  # the plan's result limit
+                        break
+                    await self._publish_fresh(first, fresh)  # the pages that did come
+                    self._resume = first.key
+                    return self._failed(exc)
+            await self._publish_fresh(first, fresh)
         self._resume = None
         self.backoff.reset()
         return self.news_source.settings.poll_interval
@@ -322,7 +362,8 @@ class NewsPoller:
                 await clock.sleep(wait)
         self._last_request_ns = clock.monotonic_ns()
 
-    async def _fetch(self, request: NewsRequest) -> None:
+    async def _fetch(self, request: NewsRequest, fresh_so_far: list[News]) -> NewsRequest | None:
+        """Ask, add what is new to ``fresh_so_far``; the follow-up request (the next page)."""
         source, stats = self.news_source, self.stats
         stats.requests += 1
         body = await source.client.get(request.url, request.params)
@@ -342,14 +383,17 @@ class NewsPoller:
             if isinstance(message, ApiError):  # an error body with a 2xx status
                 raise _api_error(message, request)
             news.append(message)
-        source.received(request, news)
         fresh, stale = self.seen.admit(news, ts_recv)
         stats.stale += stale
         stats.duplicates += len(news) - len(fresh) - stale
+        fresh_so_far += fresh
+        return source.received(request, news, len(fresh))
+
+    async def _publish_fresh(self, request: NewsRequest, fresh: list[News]) -> None:
         if fresh:
             fresh.sort(key=lambda item: item.ts_event)
-            stats.published += len(fresh)
-            _log.debug("news_published", source=source.name, request=request.key, n=len(fresh))
+            self.stats.published += len(fresh)
+            _log.debug("news_published", source=self.source, request=request.key, n=len(fresh))
             await self._publish(fresh)
 
     def _failed(self, exc: HttpError) -> float:
@@ -362,8 +406,10 @@ class NewsPoller:
             wait = settings.rate_limit_wait if exc.retry_after is None else exc.retry_after
             delay = self.backoff.next_delay(min(wait, settings.max_retry_after))
             _log.warning("news_rate_limited", source=name, error=str(exc), retry_in=delay)
+            self._answered()
             return delay
         self.stats.failures += 1
+        self._answered()  # a server error or no server: best-effort news does not hold start-up
         delay = self.backoff.next_delay(settings.request_spacing)
         _log.warning("news_poll_failed", source=name, error=str(exc), retry_in=delay)
         return delay

@@ -7,8 +7,8 @@ may come hours later), and the ``fill_gap`` callback, when given, is awaited bef
 that follows. The broker (a later issue) reconciles the gap from REST,
 ``GET /v2/orders?status=all&after=<gap start>&direction=asc`` and ``GET /v2/positions``
 (protocols.md 2.3), and de-duplicates what it fetched against the live updates. A full raw-frame
-queue drops the connection rather than a frame (``overflow="reconnect"``), so even that ends in a
-gap report and a reconciliation, never in a silently missing fill.
+queue, or an update that does not decode, drops the connection (``on_loss="reconnect"``), so even
+that ends in a gap report and a reconciliation, never in a silently missing fill.
 
 HTTP 429 on the upgrade (one trading stream per account; a stale session holds the slot until the
 server reaps it) is retried with backoff like any non-fatal refusal. The market-hours silence
@@ -35,13 +35,13 @@ __all__ = ["TradeUpdatesFeed", "TradeUpdatesSettings"]
 class TradeUpdatesSettings(WebsocketSettings, frozen=True, kw_only=True):
     url: str = "wss://paper-api.alpaca.markets/stream"  # live: wss://api.alpaca.markets/stream
     encoding: Encoding = "json"  # the documented default; paper sends it in binary frames
-    overflow: Literal["drop", "reconnect"] = "reconnect"
+    on_loss: Literal["count", "reconnect"] = "reconnect"
 
     def __post_init__(self) -> None:
         if self.silence_limit:
             raise ValueError("silence_limit must be 0: order updates are silent for hours")
-        if self.overflow != "reconnect":
-            raise ValueError("overflow must be 'reconnect': an order update is never dropped")
+        if self.on_loss != "reconnect":
+            raise ValueError("on_loss must be 'reconnect': an order update is never dropped")
 
 
 class TradeUpdatesFeed(WebsocketFeed):

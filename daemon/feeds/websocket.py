@@ -36,6 +36,7 @@ from msgspec import Struct
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from tickd.codecs.errors import DecodeError
 from tickd.codecs.session import (
     Action,
     Deliver,
@@ -72,6 +73,7 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     ping_timeout: float = 10.0
     max_size: int = 16 * 2**20  # news frames and subscription acks can be large
     queue: int = 4096  # raw frames between the reader and the decoder
+    queue_bytes: int = 64 * 2**20  # and their bytes at most (a few huge news frames)
     batch: int = 64  # frames decoded per pass
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
@@ -79,10 +81,11 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     # connection is dead even if it answers pings (0 turns it off).
     silence_limit: float = 0.0
     market: Market = "us_equity"
-    # A full raw queue: drop the frame (market data: the reader must never block, and a gap in
-    # ticks is survivable) or drop the connection (order updates: the gap report after the
-    # reconnect makes the broker reconcile, where a silently missing fill would not).
-    overflow: Literal["drop", "reconnect"] = "drop"
+    # A frame lost (the raw queue full, or a frame that does not decode): count and log it and go
+    # on (market data: the reader must never block, and a missing tick is survivable), or drop
+    # the connection (order updates: the gap report after the reconnect makes the broker
+    # reconcile, where a silently missing fill would not).
+    on_loss: Literal["count", "reconnect"] = "count"
 
 
 class _LostError(Exception):
@@ -135,6 +138,7 @@ class WebsocketFeed:
         self._last_data_ns = 0  # monotonic time of the last data message (or of the handshake)
         self._last_frame_ns = 0  # receive stamp of the last frame handled
         self._close_reason = ""
+        self._queued_bytes = 0  # bytes of the frames in the raw queue
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -216,17 +220,23 @@ class WebsocketFeed:
     ) -> None:
         """Stamp and queue each frame; at the end close the queue, so the processor still
         handles every frame received (data, and a fatal or 406 error just before a close)."""
-        clock, reconnect = self._clock, self.settings.overflow == "reconnect"
+        clock, settings = self._clock, self.settings
+        budget, reconnect = settings.queue_bytes, settings.on_loss == "reconnect"
         self._close_reason = "connection closed by the server"
+        self._queued_bytes = 0
         try:
             async for frame in websocket:
                 try:
+                    if self._queued_bytes + len(frame) > budget:
+                        raise anyio.WouldBlock
                     queue.send_nowait((clock.now_ns(), frame))
+                    self._queued_bytes += len(frame)
                 except anyio.WouldBlock:
                     self.stats.dropped_frames += 1
                     _log.error("feed_queue_full_dropped", source=self.source, size=len(frame))
-                    if reconnect:
-                        raise _LostError("the raw queue is full: reconnecting") from None
+                    if reconnect:  # what is queued is still handled, then a reconnect
+                        self._close_reason = "the raw queue is full: reconnecting"
+                        return
         except ConnectionClosed as exc:
             self._close_reason = f"connection closed: {exc}"
         finally:
@@ -271,10 +281,10 @@ class WebsocketFeed:
             data: list[Any] = []  # consecutive frames' data, published as one batch
             for ts_recv, frame in batch:
                 self._last_frame_ns = ts_recv
+                self._queued_bytes -= len(frame)
                 decoded = decoder.decode(frame, ts_recv)
-                for error in decoded.errors:
-                    self.stats.decode_errors += 1
-                    _log.error("feed_decode_error", source=self.source, error=error.reason)
+                if decoded.errors:
+                    await self._undecodable(decoded.errors, data)
                 actions = session.receive(decoded.messages, clock.monotonic_ns())
                 if len(actions) == 1 and type(actions[0]) is Deliver and self._lost_at is None:
                     data += actions[0].messages
@@ -285,6 +295,17 @@ class WebsocketFeed:
                 await self._carry_out(actions, websocket, task_status, ts_recv)
             if data:
                 await self._deliver(data)
+
+    async def _undecodable(self, errors: list[DecodeError], data: list[Any]) -> None:
+        """Count and log what did not decode; a feed that may lose nothing publishes what came
+        before it and reconnects (the gap report then starts a reconciliation)."""
+        for error in errors:
+            self.stats.decode_errors += 1
+            _log.error("feed_decode_error", source=self.source, error=error.reason)
+        if self.settings.on_loss == "reconnect":
+            if data:
+                await self._deliver(data)
+            raise _LostError(f"a frame did not decode: {errors[0].reason}")
 
     async def _deliver(self, messages: list[Any]) -> None:
         self.backoff.reset()
@@ -340,7 +361,12 @@ class WebsocketFeed:
         _log.warning("feed_gap", source=self.source, seconds=(end_ns - gap.start_ns) / 1e9)
         await self._publish([gap])
         if self._fill_gap is not None:
-            filled = await self._fill_gap(gap)
+            try:
+                filled = await self._fill_gap(gap)
+            except Exception:  # a fill that fails must not take the live feed down with it
+                self.stats.backfill_failures += 1
+                _log.exception("feed_gap_fill_failed", source=self.source)
+                return
             if filled:
                 self.stats.backfilled += len(filled)
                 await self._publish(filled)

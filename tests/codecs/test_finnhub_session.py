@@ -153,12 +153,24 @@ def test_a_refusal_no_runtime_subscription_accounts_for_is_fatal() -> None:
     assert isinstance(session.receive([TOO_MANY], now_ns=2)[0], Fatal)
 
 
-def test_a_refused_resubscription_after_a_reconnect_is_fatal() -> None:
-    session = connected(("AAPL",))
+def test_runtime_additions_are_sent_last_and_refused_first_on_every_connection() -> None:
+    session = connected(("AAPL", "TSLA"))
     session.subscribe(["MSFT"])  # accepted on the first connection
     session.connection_lost()
-    session.connection_made(0)  # runtime subscriptions of the old connection count no more
-    (action,) = session.receive([TOO_MANY], now_ns=1)
+    session.subscribe(["AMD"])  # while disconnected
+    sent = [
+        decode_client_message(a.data) for a in session.connection_made(0) if isinstance(a, Send)
+    ]
+    assert [r.symbol for r in sent] == ["AAPL", "TSLA", "MSFT", "AMD"]
+    assert session.receive([TOO_MANY], now_ns=1) == [
+        Rejected("error: Subscribing to too many symbols (dropped trades AMD)", 0)
+    ]
+    assert session.wanted["trades"] == {"AAPL", "TSLA", "MSFT"}
+    session.connection_lost()
+    session.connection_made(2)
+    (refused,) = session.receive([TOO_MANY], now_ns=3)
+    assert isinstance(refused, Rejected) and refused.reason.endswith("(dropped trades MSFT)")
+    (action,) = session.receive([TOO_MANY], now_ns=4)  # the configured set itself: too many
     assert isinstance(action, Fatal)
 
 

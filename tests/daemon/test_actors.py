@@ -69,6 +69,29 @@ async def test_a_blocking_mailbox_makes_the_sender_wait_and_loses_nothing() -> N
     assert box.stats.dropped == box.stats.conflated == 0
 
 
+async def test_a_batch_larger_than_the_room_left_waits_and_arrives_whole_and_in_order() -> None:
+    box: Mailbox[int] = Mailbox("trades", 4)
+    received: list[list[int]] = []
+
+    async def receiver() -> None:
+        while True:
+            try:
+                batch = await box.receive_batch(2)  # smaller than the capacity, never pausing
+            except anyio.EndOfStream:
+                return
+            received.append(list(batch))  # as handed over (a later change would be a loss)
+
+    async with anyio.create_task_group() as tg:
+        await box.send_many([0, 1, 2, 3])  # full
+        tg.start_soon(receiver)
+        await box.send_many(list(range(4, 12)))  # waits for room, part by part
+        await anyio.wait_all_tasks_blocked()
+        box.close()
+    assert [x for batch in received for x in batch] == list(range(12))
+    assert (box.stats.sent, box.stats.received) == (12, 12)
+    assert box.stats.high_water <= 4
+
+
 async def test_a_conflating_mailbox_keeps_the_latest_per_key_in_arrival_order() -> None:
     box: Mailbox[Quote] = Mailbox("quotes", 2, "conflate", key=by_symbol)
     box.send_nowait(quote("AAPL", 1.0))

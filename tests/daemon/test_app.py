@@ -282,3 +282,25 @@ async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
     news_request = next(r for r in http.received if r.path.endswith("/everything"))
     assert news_request.headers["x-api-key"] == "news-key"
     assert "AAPL" in news_request.query["q"] and "MSFT" in news_request.query["q"]
+
+
+@pytest.mark.anyio
+async def test_bars_the_bank_already_took_are_left_out_and_counted() -> None:
+    """A gap's backfill overlaps the live stream on both sides: each bar must count once."""
+    from tickd.strategies.indicators import Bank
+
+    published: list[IndicatorSnapshot] = []
+
+    async def publish(items: list[Any]) -> None:
+        published.extend(items)
+
+    closes = [100.0 + math.sin(i / 2) for i in range(30)]
+    every = bars("AAPL", closes)
+    actor = IndicatorActor(Mailbox("m", 10), Bank(DEFAULT_INDICATORS, 1), ["AAPL"], publish)
+    await actor.handle(every[:20])
+    await actor.handle(every[18:25])  # the backfill: two bars the bank has, five new
+    await actor.handle(every[24:])  # the live stream again: one bar the backfill brought
+    assert actor.stale == 3
+    column = actor.columns.index("ema(timeperiod=12)")
+    expected = ema(__import__("numpy").array(closes), timeperiod=12)
+    assert published[-1].values[column] == expected[-1]

@@ -364,3 +364,24 @@ def test_backoff_doubles_with_full_jitter_up_to_the_cap_and_resets() -> None:
     assert backoff.attempts == 0 and backoff.next_delay() <= 1.0
     with pytest.raises(ValueError, match="initial <= cap"):
         Backoff(5.0, 1.0)
+
+
+async def test_a_gap_fill_that_fails_is_logged_and_the_live_data_goes_on() -> None:
+    async def broken_fill(gap: FeedGap) -> list[Any]:
+        raise RuntimeError("the history server is down in a way nobody expected")
+
+    server = MiniAlpaca(behaviours=[send_then_close(trades(1)), send_then_wait(trades(1, 1))])
+    sink, clock = Sink(), QuickClock()
+    with capture_logs() as logs:
+        async with server.running(), anyio.create_task_group() as tg:
+            settings = AlpacaFeedSettings(
+                url=server.url, channels=CHANNELS, backoff_initial=0.01, backoff_cap=0.02
+            )
+            feed = AlpacaFeed(settings, "key", "secret", sink.publish, clock, fill_gap=broken_fill)
+            await tg.start(feed.run)
+            await sink.wait_for(3)
+            tg.cancel_scope.cancel()
+    first, gap, second = sink.events
+    assert isinstance(gap, FeedGap) and (first.price, second.price) == (1.0, 2.0)
+    assert feed.stats.backfill_failures == 1 and feed.stats.backfilled == 0
+    assert "feed_gap_fill_failed" in [e["event"] for e in logs if e["log_level"] == "error"]

@@ -190,24 +190,68 @@ async def test_an_unanswered_auth_is_given_up_after_the_step_deadline() -> None:
     assert server.received[:2] == [HANDSHAKE[0]] * 2  # the auth went out again
 
 
-async def test_bad_and_unknown_frames_are_counted_and_the_updates_still_flow() -> None:
-    async def garbage_then_update(connection: Connection) -> None:
-        await connection.send_raw(b'{"stream":"trade_updates","data":null}')
-        await connection.send_raw(b'{"stream":"account_updates","data":{}}')
+async def test_an_update_that_does_not_decode_is_a_gap_to_reconcile_not_a_silent_loss() -> None:
+    async def garbage(connection: Connection) -> None:
+        await connection.send_raw(b'{"stream":"account_updates","data":{}}')  # unknown: skipped
         await connection.send(fills(1))
+        await connection.send_raw(b'{"stream":"trade_updates","data":null}')  # a lost update
         await connection.websocket.wait_closed()
 
-    server = MiniTradingStream(behaviours=[garbage_then_update])
+    async def update(connection: Connection) -> None:
+        await connection.send(fills(1, 1))
+        await connection.websocket.wait_closed()
+
+    server = MiniTradingStream(behaviours=[garbage, update])
     sink, clock = Sink(), QuickClock()
     with capture_logs() as logs:
         async with server.running(), anyio.create_task_group() as tg:
             feed = make_feed(server, sink, clock)
             await tg.start(feed.run)
-            await sink.wait_for(1)
+            await sink.wait_for(3)
             tg.cancel_scope.cancel()
-    assert unstamped(sink.events) == fills(1)
+    first, gap, second = sink.events
+    assert unstamped([first, second]) == fills(2)
+    assert isinstance(gap, FeedGap) and gap.start_ns >= first.ts_recv
+    assert server.connections == 2 and feed.stats.decode_errors == 1
     assert feed.decoder.stats.errors == 1 and feed.decoder.stats.unknown == 1
-    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["feed_decode_error"]
+    assert "feed_decode_error" in [e["event"] for e in logs if e["log_level"] == "error"]
+
+
+async def test_a_full_raw_queue_is_a_reconnect_and_a_gap_not_a_dropped_update() -> None:
+    async def burst(connection: Connection) -> None:
+        await connection.send(fills(6))  # six frames for a queue of two
+        await connection.websocket.wait_closed()
+
+    async def update(connection: Connection) -> None:
+        await connection.send(fills(1, 6))
+        await connection.websocket.wait_closed()
+
+    release = anyio.Event()
+    events: list[Any] = []
+
+    async def slow_publish(messages: list[Any]) -> None:
+        await release.wait()  # the processor lags: the reader fills the queue
+        events.extend(messages)
+
+    server = MiniTradingStream(behaviours=[burst, update])
+    settings = TradeUpdatesSettings(url="", queue=2, backoff_initial=0.01, backoff_cap=0.02)
+    async with server.running(), anyio.create_task_group() as tg:
+        settings = msgspec.structs.replace(settings, url=server.url)
+        feed = TradeUpdatesFeed(settings, "key", "secret", slow_publish, QuickClock())
+        await tg.start(feed.run)
+        while not feed.stats.dropped_frames:
+            await anyio.sleep(0.01)
+        release.set()
+        with anyio.fail_after(5):
+            while not events or unstamped(events[-1:]) != fills(1, 6):
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert server.connections == 2  # the full queue ended the first connection
+    *before, gap, last = events
+    assert isinstance(gap, FeedGap) and unstamped([last]) == fills(1, 6)
+    # What was queued when the queue filled up was still published, in order, before the gap.
+    assert before and unstamped(before) == fills(len(before))
+    assert gap.start_ns == before[-1].ts_recv
 
 
 def test_settings_default_to_paper_json_and_refuse_the_silence_watchdog() -> None:

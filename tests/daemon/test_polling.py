@@ -110,9 +110,7 @@ def ok(news: list[News]) -> Reply:
     return Reply(body=encode_articles(news))
 
 
-async def test_newsapi_publishes_each_article_once_oldest_first_asking_from_the_newest_seen() -> (
-    None
-):
+async def test_newsapi_publishes_each_article_once_oldest_first_asking_from_the_window() -> None:
     a, b, c = article(1, NOW - 3 * HOUR), article(2, NOW - 2 * HOUR), article(3, NOW - HOUR)
     server = HttpServer([ok([b, a]), ok([c, b]), ok([c, b])])  # newest first, as sorted there
     sink, clock = Sink(), QuickClock()
@@ -125,16 +123,41 @@ async def test_newsapi_publishes_each_article_once_oldest_first_asking_from_the_
     assert all(item.ts_recv >= NOW for batch in sink.batches for item in batch)
     stats = poller.stats
     assert (stats.published, stats.duplicates, stats.stale, stats.failures) == (3, 3, 0, 0)
-    first, second, third = server.received
+    first = server.received[0]
     assert first.path == "/v2/everything"
     assert first.query | {"from": ""} == {
-        "q": 'AAPL OR "Apple Inc"', "sortBy": "publishedAt", "pageSize": "100",
+        "q": 'AAPL OR "Apple Inc"', "sortBy": "publishedAt", "pageSize": "100", "page": "1",
         "language": "en", "from": "",
     }  # fmt: skip
-    assert first.query["from"] <= format_rfc3339_ns(NOW - 2 * 86_400 * S + 60 * S)[:19]
-    assert second.query["from"] == format_rfc3339_ns(b.ts_event)[:19]
-    assert third.query["from"] == format_rfc3339_ns(c.ts_event)[:19]
+    # Each round asks from the start of the remembered window (late-indexed articles count),
+    # never from before it.
+    for request in server.received:
+        assert request.query["from"] >= format_rfc3339_ns(NOW - 2 * 86_400 * S)[:19]
+        assert request.query["from"] <= format_rfc3339_ns(NOW - 2 * 86_400 * S + 60 * S)[:19]
     assert all(r.headers["x-api-key"] == KEY and KEY not in r.raw_url for r in server.received)
+
+
+async def test_newsapi_pages_until_it_reaches_news_it_has_seen_within_a_budget() -> None:
+    items = [article(n, NOW - n * 60 * S) for n in range(1, 8)]  # newest first
+    pages = [ok(items[0:2]), ok(items[2:4]), ok(items[4:6])]  # full pages of 2, all new
+    known = ok([article(0, NOW), items[0]])  # one new, one seen: no next page
+    new = ok([article(-2, NOW + 2 * S), article(-1, NOW + S)])  # all new: the next page...
+    plan_limit = encode_error(
+        ApiError(provider="newsapi", code="maximumResultsReached", message="")
+    )
+    server = HttpServer([*pages, known, new, Reply(426, plan_limit)])  # ...is past the plan's
+    sink, clock = Sink(), QuickClock()
+    with server.running():
+        poller = newsapi_poller(server, sink, clock, page_size=2, max_pages=3)
+        await poller.poll_once()  # three full, new pages: the budget ends the round
+        assert poller.stats.truncated == 1
+        await poller.poll_once()
+        delay = await poller.poll_once()
+    assert [r.query["page"] for r in server.received] == ["1", "2", "3", "1", "1", "2"]
+    newest = [article(n, NOW - n * S).id for n in (0, -1, -2)]
+    assert sink.ids == [i.id for i in reversed(items[:6])] + newest
+    assert (poller.stats.truncated, poller.stats.failures) == (2, 0)  # the plan's limit: no error
+    assert delay == 900.0  # the round ended normally
 
 
 async def test_finnhub_asks_per_symbol_spaced_out_and_publishes_shared_items_once() -> None:
@@ -347,3 +370,27 @@ async def test_the_client_gives_up_at_its_deadline() -> None:
     with server.running(), pytest.raises(TransportError) as caught:
         await HttpClient(timeout=0.05).get(server.url)
     assert caught.value.status == 0 and time.monotonic() - started < 0.25
+
+
+async def test_start_up_waits_for_the_first_answer_only_not_a_whole_round() -> None:
+    gate = anyio.Event()
+
+    def respond(request: Received) -> Reply:
+        return Reply(body=encode_company_news([]))
+
+    server = HttpServer()
+    server.respond = respond
+    sink = Sink()
+
+    class GatedClock(QuickClock):
+        async def sleep(self, seconds: float) -> None:
+            await gate.wait()  # the spacing before the second symbol's request never ends
+            await super().sleep(seconds)
+
+    with server.running():
+        poller = finnhub_poller(server, sink, GatedClock())
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(5):
+                await tg.start(poller.run)
+            assert [r.query["symbol"] for r in server.received] == ["AAPL"]  # MSFT still to go
+            tg.cancel_scope.cancel()

@@ -25,7 +25,7 @@ class Backoff:
 
     def next_delay(self, at_least: float = 0.0) -> float:
         """The wait before the next attempt (never less than ``at_least``)."""
-        bound = min(self.cap, self.initial * 2.0**self.attempts)
+        bound = min(self.cap, self.initial * 2.0 ** min(self.attempts, 64))  # no float overflow
         self.attempts += 1
         return max(at_least, self._rng.uniform(0.0, bound))
 

@@ -235,7 +235,7 @@ async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
         item = News(provider="finnhub", id="7", url=url, symbols=symbols, **common)
         return Reply(body=encode_company_news([item]))
 
-    alpaca, trading = MiniAlpaca(), MiniTradingStream("msgpack", [order_update])
+    alpaca, trading = MiniAlpaca(), MiniTradingStream("json", [order_update])
     finnhub, http = MiniFinnhub([finnhub_trades]), HttpServer()
     http.respond = respond
     async with alpaca.running(), trading.running(), finnhub.running():
@@ -261,9 +261,9 @@ async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
             for kind in (Trade, OrderUpdate, News):
                 app.bus.subscribe(seen, kind)
             events: list[Any] = []
-            async with anyio.create_task_group() as tg:
-                await tg.start(app.run)
-                with anyio.fail_after(10):
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    await tg.start(app.run)
                     while {(type(e), getattr(e, "provider", "")) for e in events} != {
                         (Trade, ""),
                         (OrderUpdate, ""),
@@ -271,7 +271,7 @@ async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
                         (News, "newsapi"),
                     }:
                         events += await seen.receive_batch(100)
-                app.stop()
+                    app.stop()
     assert sorted(f.source for f in app.feeds) == [
         "alpaca.stocks",
         "alpaca.trade_updates",

@@ -385,3 +385,9 @@ async def test_a_gap_fill_that_fails_is_logged_and_the_live_data_goes_on() -> No
     assert isinstance(gap, FeedGap) and (first.price, second.price) == (1.0, 2.0)
     assert feed.stats.backfill_failures == 1 and feed.stats.backfilled == 0
     assert "feed_gap_fill_failed" in [e["event"] for e in logs if e["log_level"] == "error"]
+
+
+def test_backoff_stays_under_its_cap_after_any_number_of_failures() -> None:
+    backoff = Backoff(1.0, 60.0, random.Random(3))
+    delays = [backoff.next_delay() for _ in range(5000)]  # 2.0**1024 would overflow a float
+    assert max(delays) <= 60.0 and max(delays[-100:]) > 30.0

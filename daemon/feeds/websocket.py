@@ -25,7 +25,9 @@ what it fetches is published in order, before the live messages that follow the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
@@ -62,6 +64,20 @@ _log = structlog.get_logger("tickd.feeds")
 
 # HTTP statuses on the upgrade that no retry can fix (a wrong path, refused credentials).
 _FATAL_HTTP = frozenset({400, 401, 403, 404})
+# A secret in a URL's query (Finnhub's token); its value is masked in the library's own logs.
+_SECRET_IN_QUERY = re.compile(r"((?:token|apikey|api_key|key)=)[^&\s]+", re.IGNORECASE)
+
+
+class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The websockets library's logger, with secrets in URLs masked: at DEBUG it logs the
+    request line, ``GET /?token=...``."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        masked = [_SECRET_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in args]
+        super().log(level, msg, *masked, **kwargs)
+
+
+_WEBSOCKETS_LOG = _MaskingLogger(logging.getLogger("websockets.client"))
 
 Publish = Callable[[list[Any]], Awaitable[None]]
 
@@ -173,6 +189,7 @@ class WebsocketFeed:
                 ping_timeout=settings.ping_timeout,
                 open_timeout=settings.step_timeout,
                 close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
+                logger=_WEBSOCKETS_LOG,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

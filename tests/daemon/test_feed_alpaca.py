@@ -391,3 +391,34 @@ def test_backoff_stays_under_its_cap_after_any_number_of_failures() -> None:
     backoff = Backoff(1.0, 60.0, random.Random(3))
     delays = [backoff.next_delay() for _ in range(5000)]  # 2.0**1024 would overflow a float
     assert max(delays) <= 60.0 and max(delays[-100:]) > 30.0
+
+
+async def test_the_raw_queue_holds_a_byte_budget_and_counts_what_it_drops() -> None:
+    async def burst(connection: Connection) -> None:
+        for i in range(8):
+            await connection.send(trades(1, i))  # 8 frames of about 60 bytes
+        await connection.websocket.wait_closed()
+
+    release = anyio.Event()
+    seen: list[Any] = []
+
+    async def slow_publish(messages: list[Any]) -> None:
+        await release.wait()
+        seen.extend(messages)
+
+    server = MiniAlpaca(behaviours=[burst])
+    async with server.running(), anyio.create_task_group() as tg:
+        settings = AlpacaFeedSettings(url=server.url, channels=CHANNELS, queue_bytes=150)
+        feed = AlpacaFeed(settings, "key", "secret", slow_publish, QuickClock())
+        await tg.start(feed.run)
+        with anyio.fail_after(5):
+            while not feed.stats.dropped_frames:
+                await anyio.sleep(0.01)
+        release.set()
+        with anyio.fail_after(5):
+            while len(seen) + feed.stats.dropped_frames < 8:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert 0 < len(seen) < 8 and feed.stats.connects == 1  # counted, not a reconnect
+    prices = [t.price for t in seen]
+    assert prices == sorted(prices)  # what was kept arrived in order

@@ -2,13 +2,14 @@
 
 The protocol (handshake, subscriptions, error codes) is the session's; this module connects,
 reads, decodes and carries out the session's actions, whatever the endpoint (Alpaca market data,
-Alpaca ``trade_updates``, Finnhub). Per connection three tasks run:
+Alpaca ``trade_updates``, Finnhub). Per connection:
 
-* the reader only stamps each frame's receive time and puts the raw bytes in a bounded queue
-  (blocking the socket is what makes Alpaca drop a "slow client"); a full queue drops the frame,
-  counts it and logs it;
-* the processor decodes frames in batches, feeds the session, and carries out its actions:
-  send, publish data, report readiness, reconnect, stop;
+* reading never blocks: the connection hands each frame, as the protocol parses it, to a bounded
+  queue with its receive time (blocking the socket is what makes Alpaca drop a "slow client");
+  a full queue (frames or bytes) drops the frame, counts it and logs it, or, for a feed that may
+  lose nothing, ends the connection once what is queued is handled;
+* the processor task decodes frames in batches, feeds the session, and carries out its actions:
+  send, publish data (a pass's data frames together), report readiness, reconnect, stop;
 * the deadline watch gives up on a handshake step the server does not answer;
 
 and, when ``silence_limit`` is set, a data watchdog: a feed that has sent no data message for
@@ -29,6 +30,7 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -37,6 +39,8 @@ from anyio.abc import TaskStatus
 from msgspec import Struct
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from tickd.codecs.errors import DecodeError
 from tickd.codecs.session import (
@@ -102,6 +106,49 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     # the connection (order updates: the gap report after the reconnect makes the broker
     # reconcile, where a silently missing fill would not).
     on_loss: Literal["count", "reconnect"] = "count"
+
+
+class _QueueingConnection(ClientConnection):
+    """Hands each data frame to the feed as the protocol parses it (``data_received``), with
+    no message assembler and no reader task in between: one task switch less per frame, and
+    nothing that could ever block the socket. Fragmented messages are put together here."""
+
+    queue_frame: Callable[[Frame], None]
+    end: Callable[[], None]
+    _fragments: list[Frame] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame):
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if event.fin:
+                    self.queue_frame(event)
+                else:
+                    self._fragments = [event]
+                return
+            if opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(event)
+                if event.fin:
+                    first, data = self._fragments[0], b"".join(f.data for f in self._fragments)
+                    self._fragments = None
+                    self.queue_frame(Frame(first.opcode, data))
+                return
+        super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.end()  # the processor handles what is queued, then sees the end
+
+
+def _queueing(
+    queue_frame: Callable[[Frame], None], end: Callable[[], None]
+) -> type[ClientConnection]:
+    """A connection class bound to one connection attempt's queue."""
+    return type(
+        "QueueingConnection",
+        (_QueueingConnection,),
+        {"queue_frame": staticmethod(queue_frame), "end": staticmethod(end)},
+    )
 
 
 class _LostError(Exception):
@@ -180,6 +227,9 @@ class WebsocketFeed:
 
     async def _connection(self, task_status: TaskStatus[None]) -> None:
         settings = self.settings
+        queue: Mailbox[tuple[int, Frame]] = Mailbox(f"{self.source}.raw", settings.queue)
+        self._queued_bytes = 0
+        self._close_reason = "connection closed by the server"
         try:
             websocket = await connect(
                 self._url,
@@ -190,6 +240,7 @@ class WebsocketFeed:
                 open_timeout=settings.step_timeout,
                 close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
                 logger=_WEBSOCKETS_LOG,
+                create_connection=_queueing(partial(self._queue_frame, queue), queue.close),
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -200,12 +251,10 @@ class WebsocketFeed:
             raise _LostError(f"cannot connect: {exc!r}") from exc
         self.stats.connects += 1
         self._streaming = False
-        queue: Mailbox[tuple[int, bytes | str]] = Mailbox(f"{self.source}.raw", settings.queue)
         try:
             self._websocket = websocket
             first = self.session.connection_made(self._clock.monotonic_ns())
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._read, websocket, queue)
                 tasks.start_soon(self._watch_deadline, websocket)
                 if settings.silence_limit > 0:
                     tasks.start_soon(self._watch_silence)
@@ -232,31 +281,23 @@ class WebsocketFeed:
             with anyio.CancelScope(shield=True):
                 await websocket.close()
 
-    async def _read(
-        self, websocket: ClientConnection, queue: Mailbox[tuple[int, bytes | str]]
-    ) -> None:
-        """Stamp and queue each frame; at the end close the queue, so the processor still
-        handles every frame received (data, and a fatal or 406 error just before a close)."""
-        clock, settings = self._clock, self.settings
-        budget, reconnect = settings.queue_bytes, settings.on_loss == "reconnect"
-        self._close_reason = "connection closed by the server"
-        self._queued_bytes = 0
-        try:
-            async for frame in websocket:
-                try:
-                    if self._queued_bytes + len(frame) > budget:
-                        raise anyio.WouldBlock
-                    queue.send_nowait((clock.now_ns(), frame))
-                    self._queued_bytes += len(frame)
-                except anyio.WouldBlock:
-                    self.stats.dropped_frames += 1
-                    _log.error("feed_queue_full_dropped", source=self.source, size=len(frame))
-                    if reconnect:  # what is queued is still handled, then a reconnect
-                        self._close_reason = "the raw queue is full: reconnecting"
-                        return
-        except ConnectionClosed as exc:
-            self._close_reason = f"connection closed: {exc}"
-        finally:
+    def _queue_frame(self, queue: Mailbox[tuple[int, Frame]], frame: Frame) -> None:
+        """Stamp and queue one frame, from inside the protocol's data callback: nothing can
+        block here. A full queue (frames or bytes) drops the frame, counted and logged, or, for
+        a feed that may lose nothing, closes the queue: what is in it is still handled, then
+        the connection is given up (and the gap reported)."""
+        if queue.closed:  # given up after an overflow: the rest is the gap's
+            self.stats.dropped_frames += 1
+            return
+        size = len(frame.data)
+        if len(queue) < queue.capacity and self._queued_bytes + size <= self.settings.queue_bytes:
+            queue.send_nowait((self._clock.now_ns(), frame))
+            self._queued_bytes += size
+            return
+        self.stats.dropped_frames += 1
+        _log.error("feed_queue_full_dropped", source=self.source, size=size)
+        if self.settings.on_loss == "reconnect":
+            self._close_reason = "the raw queue is full: reconnecting"
             queue.close()
 
     async def _watch_deadline(self, websocket: ClientConnection) -> None:
@@ -285,7 +326,7 @@ class WebsocketFeed:
     async def _process(
         self,
         websocket: ClientConnection,
-        queue: Mailbox[tuple[int, bytes | str]],
+        queue: Mailbox[tuple[int, Frame]],
         task_status: TaskStatus[None],
     ) -> None:
         decoder, session, clock = self.decoder, self.session, self._clock
@@ -298,8 +339,9 @@ class WebsocketFeed:
             data: list[Any] = []  # consecutive frames' data, published as one batch
             for ts_recv, frame in batch:
                 self._last_frame_ns = ts_recv
-                self._queued_bytes -= len(frame)
-                decoded = decoder.decode(frame, ts_recv)
+                payload = frame.data
+                self._queued_bytes -= len(payload)
+                decoded = decoder.decode(payload, ts_recv)
                 if decoded.errors:
                     await self._undecodable(decoded.errors, data)
                 actions = session.receive(decoded.messages, clock.monotonic_ns())

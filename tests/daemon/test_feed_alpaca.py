@@ -422,3 +422,22 @@ async def test_the_raw_queue_holds_a_byte_budget_and_counts_what_it_drops() -> N
     assert 0 < len(seen) < 8 and feed.stats.connects == 1  # counted, not a reconnect
     prices = [t.price for t in seen]
     assert prices == sorted(prices)  # what was kept arrived in order
+
+
+async def test_a_message_sent_in_fragments_is_put_together_in_order() -> None:
+    async def fragments(connection: Connection) -> None:
+        await connection.send(trades(1))
+        whole = connection.server.encoder.encode(trades(2, 1))
+        await connection.websocket.send([whole[:7], whole[7:20], whole[20:]])  # 3 frames
+        await connection.send(trades(1, 3))
+        await connection.websocket.wait_closed()
+
+    server = MiniAlpaca(behaviours=[fragments])
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(server, sink, clock)
+        await tg.start(feed.run)
+        await sink.wait_for(4)
+        tg.cancel_scope.cancel()
+    assert [t.price for t in sink.events] == [1.0, 2.0, 3.0, 4.0]
+    assert feed.stats.decode_errors == 0

@@ -65,15 +65,17 @@ class IndicatorActor(Actor[Any]):
         self.stale = 0  # bars at or before the last one taken for their symbol, left out
 
     async def handle(self, batch: list[Any]) -> None:
-        """One pass over the batch writes each event's row of the bank's input through a flat
-        view (no numpy call per column: a frame of 10 trades costs as little per event as a
-        backlog of 1000), then one compiled call per bank's worth of events."""
+        """One pass over the batch writes what differs per event (symbol row, close, volume; a
+        bar's high and low) through a flat view of the bank's input, no numpy call per event;
+        the columns every event of a chunk shares a rule for (a trade's high = low = close, the
+        UTC day) are filled by numpy afterwards. One compiled call per bank's worth of events."""
         index, wanted, flat = self._index, self._wanted, self._flat
         trades, last_bar = self._trades, self._last_bar
         capacity = len(flat) // _WIDTH
         taken: list[Any] = []
         latest: dict[int, int] = {}  # symbol row -> position in ``taken`` of its latest event
         day_start, day_end, day = self._day
+        days = [(0, day)]  # (first position, UTC day) of each run of one day in the chunk
         at = 0
         for event in batch:
             kind = type(event)
@@ -84,13 +86,8 @@ class IndicatorActor(Actor[Any]):
                 self.ignored[kind.__name__] += 1
                 continue
             ts = event.ts_event
-            if not day_start <= ts < day_end:  # the session column: the event's UTC day
-                day = ts // _NS_PER_DAY
-                day_start, day_end = day * _NS_PER_DAY, (day + 1) * _NS_PER_DAY
-                self._day = (day_start, day_end, day)
-            flat[at] = row
             if trades:
-                flat[at + 1] = flat[at + 2] = flat[at + 3] = event.price
+                flat[at + 3] = event.price
                 flat[at + 4] = event.size
             elif ts <= last_bar[row]:
                 # A bar the bank already has (a gap's REST backfill overlaps the live stream)
@@ -103,19 +100,32 @@ class IndicatorActor(Actor[Any]):
                 flat[at + 2] = event.low
                 flat[at + 3] = event.close
                 flat[at + 4] = event.volume
-            flat[at + 5] = day
+            flat[at] = row
+            if not day_start <= ts < day_end:  # the session column: the event's UTC day
+                day = ts // _NS_PER_DAY
+                day_start, day_end = day * _NS_PER_DAY, (day + 1) * _NS_PER_DAY
+                days.append((len(taken), day))
             latest[row] = len(taken)
             taken.append(event)
             at += _WIDTH
             if len(taken) == capacity:
-                await self._run(taken, latest)
-                taken, latest, at = [], {}, 0
+                await self._run(taken, latest, days)
+                taken, latest, days, at = [], {}, [(0, day)], 0
+        self._day = (day_start, day_end, day)
         if taken:
-            await self._run(taken, latest)
+            await self._run(taken, latest, days)
 
-    async def _run(self, taken: list[Any], latest: dict[int, int]) -> None:
-        self.bank.run(len(taken))
-        n, out, positions = len(taken), self.bank.out, list(latest.values())
+    async def _run(
+        self, taken: list[Any], latest: dict[int, int], days: list[tuple[int, int]]
+    ) -> None:
+        n, matrix = len(taken), self.bank.input
+        if self._trades:  # one price: high = low = close
+            matrix[:n, 1] = matrix[:n, 3]
+            matrix[:n, 2] = matrix[:n, 3]
+        for (first, day), (end, _) in zip(days, [*days[1:], (n, 0)], strict=True):
+            matrix[first:end, 5] = day
+        self.bank.run(n)
+        out, positions = self.bank.out, list(latest.values())
         if n <= 64:  # one numpy call converts the lot (cheaper than one per snapshot)
             rows = out[:n].tolist()
             values = [rows[at] for at in positions]

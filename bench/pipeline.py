@@ -241,7 +241,8 @@ def run(config: Config) -> Report:
     bank = Bank(INDICATORS, len(symbols))
     seconds = 0.4 if config.quick else 2.0
     rounds = 1 if config.quick else 3
-    offered = (100_000,) if config.quick else (100_000, 200_000, 300_000, 400_000, 500_000, 650_000)
+    steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650)
+    offered = (100_000,) if config.quick else tuple(k * 1_000 for k in steps)
     alpaca_frames = {False: 400 if config.quick else 4_000, True: 800 if config.quick else 8_000}
     bare_frames = 4_000 if config.quick else 40_000
     with _server() as base:

@@ -114,7 +114,7 @@ class _QueueingConnection(ClientConnection):
     nothing that could ever block the socket. Fragmented messages are put together here."""
 
     queue_frame: Callable[[Frame], None]
-    end: Callable[[], None]
+    end: Callable[[ConnectionClosed], None]
     _fragments: list[Frame] | None = None
 
     def process_event(self, event: Event) -> None:
@@ -137,11 +137,11 @@ class _QueueingConnection(ClientConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self.end()  # the processor handles what is queued, then sees the end
+        self.end(self.protocol.close_exc)  # the processor handles what is queued, then the end
 
 
 def _queueing(
-    queue_frame: Callable[[Frame], None], end: Callable[[], None]
+    queue_frame: Callable[[Frame], None], end: Callable[[ConnectionClosed], None]
 ) -> type[ClientConnection]:
     """A connection class bound to one connection attempt's queue."""
     return type(
@@ -240,7 +240,9 @@ class WebsocketFeed:
                 open_timeout=settings.step_timeout,
                 close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
                 logger=_WEBSOCKETS_LOG,
-                create_connection=_queueing(partial(self._queue_frame, queue), queue.close),
+                create_connection=_queueing(
+                    partial(self._queue_frame, queue), partial(self._ended, queue)
+                ),
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -280,6 +282,11 @@ class WebsocketFeed:
                 self._lost_at = self._last_frame_ns or self._clock.now_ns()
             with anyio.CancelScope(shield=True):
                 await websocket.close()
+
+    def _ended(self, queue: Mailbox[tuple[int, Frame]], closed: ConnectionClosed) -> None:
+        if not queue.closed:  # (an overflow that ends the connection has said why already)
+            self._close_reason = f"connection closed: {closed}"
+            queue.close()
 
     def _queue_frame(self, queue: Mailbox[tuple[int, Frame]], frame: Frame) -> None:
         """Stamp and queue one frame, from inside the protocol's data callback: nothing can

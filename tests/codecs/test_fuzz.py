@@ -121,9 +121,15 @@ def test_fast_path_equals_careful_path(stream: Any, encoding: Any) -> None:
             # Compared as JSON: NaN prices (msgpack carries them) are not equal to themselves, and
             # JSON, unlike msgpack, can hold the beyond-64-bit integers the fuzzer sends.
             assert msgspec.json.encode(fast.messages) == msgspec.json.encode(careful.messages)
-            assert [(e.index, e.reason) for e in fast.errors] == [
-                (e.index, e.reason) for e in careful.errors
-            ]
+            fast_errors = [(e.index, e.reason) for e in fast.errors]
+            careful_errors = [(e.index, e.reason) for e in careful.errors]
+            if any("recursion" in reason for _, reason in fast_errors + careful_errors):
+                # msgspec bounds nesting by the Python stack left to it, so which error a frame
+                # nested ~1000 deep meets first (too deep, or truncated) depends on how deep the
+                # caller already is: both paths must still refuse the same messages.
+                assert [i for i, _ in fast_errors] == [i for i, _ in careful_errors]
+            else:
+                assert fast_errors == careful_errors
             assert fast.unknown == careful.unknown
 
     check()

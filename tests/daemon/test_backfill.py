@@ -13,12 +13,12 @@ from structlog.testing import capture_logs
 from tickd.codecs.alpaca_rest import encode_bars_page
 from tickd.codecs.schema import Bar, ChannelSets, CryptoBar, Trade
 from tickd.codecs.timestamps import format_rfc3339_ns, parse_rfc3339_ns
-from tickd.daemon.clock import LiveClock
 from tickd.daemon.feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
 from tickd.daemon.feeds.backfill import BackfillSettings, BarBackfill
 from tickd.daemon.feeds.base import FeedGap
 
 from .alpaca_server import Connection, MiniAlpaca
+from .feed_kit import QuickClock
 from .http_server import HttpServer, Received, Reply, free_url
 
 pytestmark = pytest.mark.anyio
@@ -154,11 +154,6 @@ async def test_no_symbols_no_request() -> None:
 
 
 # --- as a websocket feed's fill_gap -------------------------------------------------------------
-
-
-class QuickClock(LiveClock):
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(min(seconds, 0.01))
 
 
 def trade(n: int) -> Trade:

@@ -14,28 +14,16 @@ from structlog.testing import capture_logs
 from tickd.codecs.alpaca import AuthRequest, SubscribeRequest
 from tickd.codecs.alpaca_session import REAP_WINDOW
 from tickd.codecs.schema import ChannelSets, StreamError, Subscription, Trade
-from tickd.daemon.clock import LiveClock
 from tickd.daemon.feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
 from tickd.daemon.feeds.backoff import Backoff
 from tickd.daemon.feeds.base import FeedFatalError, FeedGap
 from tickd.daemon.market_hours import is_open
 
 from .alpaca_server import Connection, MiniAlpaca
+from .feed_kit import QuickClock, Sink
 
 pytestmark = pytest.mark.anyio
 CHANNELS = ChannelSets(trades=("AAPL",), quotes=("MSFT",))
-
-
-class QuickClock(LiveClock):
-    """Real time, but waits of more than 50 ms are recorded and cut short (backoff, 406)."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0.05:
-            self.waits.append(seconds)
-        await anyio.sleep(min(seconds, 0.05))
 
 
 def trades(n: int, start: int = 0) -> list[Trade]:
@@ -43,26 +31,6 @@ def trades(n: int, start: int = 0) -> list[Trade]:
         Trade(symbol="AAPL", ts_event=1_700_000_000_000_000_000 + i, price=1.0 + i, size=i + 1)
         for i in range(start, start + n)
     ]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.arrived = anyio.Event()
-        self.wanted = 0
-
-    async def publish(self, messages: list[Any]) -> None:
-        self.events += messages
-        if len(self.events) >= self.wanted:
-            self.arrived.set()
-
-    async def wait_for(self, count: int) -> None:
-        self.wanted = count
-        if len(self.events) >= count:
-            return
-        self.arrived = anyio.Event()
-        with anyio.fail_after(5):
-            await self.arrived.wait()
 
 
 def make_feed(server: MiniAlpaca, sink: Sink, clock: QuickClock, **settings: Any) -> AlpacaFeed:

@@ -15,29 +15,17 @@ from websockets.exceptions import ConnectionClosed, InvalidURI
 
 from tickd.codecs.finnhub import FinnhubRequest
 from tickd.codecs.schema import Trade
-from tickd.daemon.clock import LiveClock
 from tickd.daemon.feeds.base import FeedFatalError, FeedGap
 from tickd.daemon.feeds.finnhub import FinnhubFeed, FinnhubFeedSettings
 from tickd.daemon.market_hours import is_open
 
+from .feed_kit import QuickClock, Sink
 from .finnhub_server import TOKEN, Connection, MiniFinnhub
 
 pytestmark = pytest.mark.anyio
 SYMBOLS = ("MSFT", "AAPL")
 SUBSCRIBED = [FinnhubRequest("subscribe", "AAPL"), FinnhubRequest("subscribe", "MSFT")]
 PING = '{"type":"ping"}'
-
-
-class QuickClock(LiveClock):
-    """Real time, but waits of more than 50 ms are recorded and cut short (the backoff)."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0.05:
-            self.waits.append(seconds)
-        await anyio.sleep(min(seconds, 0.05))
 
 
 class WallClock(QuickClock):
@@ -61,26 +49,6 @@ def trades(n: int, start: int = 0) -> list[Trade]:
         Trade(symbol="AAPL", ts_event=(1_700_000_000_000 + i) * ms, price=1.0 + i, size=i + 1)
         for i in range(start, start + n)
     ]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.arrived = anyio.Event()
-        self.wanted = 0
-
-    async def publish(self, messages: list[Any]) -> None:
-        self.events += messages
-        if len(self.events) >= self.wanted:
-            self.arrived.set()
-
-    async def wait_for(self, count: int) -> None:
-        self.wanted = count
-        if len(self.events) >= count:
-            return
-        self.arrived = anyio.Event()
-        with anyio.fail_after(5):
-            await self.arrived.wait()
 
 
 def make_feed(

@@ -17,7 +17,7 @@ from tickd.codecs.schema import Order, OrderUpdate, StreamError
 from tickd.daemon.feeds.base import FeedFatalError, FeedGap
 from tickd.daemon.feeds.trade_updates import TradeUpdatesFeed, TradeUpdatesSettings
 
-from .test_feed_alpaca import QuickClock, Sink
+from .feed_kit import QuickClock, Sink
 from .trading_server import Connection, MiniTradingStream
 
 pytestmark = pytest.mark.anyio

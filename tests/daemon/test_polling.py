@@ -17,7 +17,6 @@ from tickd.codecs.finnhub import encode_company_news
 from tickd.codecs.newsapi import encode_articles, encode_error
 from tickd.codecs.schema import ApiError, News
 from tickd.codecs.timestamps import format_rfc3339_ns
-from tickd.daemon.clock import LiveClock
 from tickd.daemon.feeds.base import FeedFatalError
 from tickd.daemon.feeds.http import (
     ClientError,
@@ -35,6 +34,8 @@ from tickd.daemon.feeds.polling import (
     SeenNews,
 )
 
+from .feed_kit import QuickClock as FeedClock
+from .feed_kit import Sink as FeedSink
 from .http_server import HttpServer, Received, Reply, free_url
 
 pytestmark = pytest.mark.anyio
@@ -45,25 +46,11 @@ KEY = "sekret-newsapi-key-123"
 TOKEN = "sekret-finnhub-token-456"
 
 
-class QuickClock(LiveClock):
-    """Real time, but waits of more than 50 ms are recorded and cut short (intervals, backoff)."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0.05:
-            self.waits.append(seconds)
-        await anyio.sleep(min(seconds, 0.005))
+class QuickClock(FeedClock):
+    cut = 0.005  # rounds of requests spaced out: keep them quick
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
-
-    async def publish(self, messages: list[Any]) -> None:
-        self.batches.append(messages)
-
+class Sink(FeedSink):
     @property
     def ids(self) -> list[str]:
         return [item.id for batch in self.batches for item in batch]

@@ -57,7 +57,6 @@ class Frames:
                 spots.append(frame.index(stamp) + 2)
             self.frames.append(frame)
             self.offsets.append(spots)
-        self.symbols = sorted({t.symbol for t in make_trades(np.random.default_rng(0), 400)})
 
     def stamped(self, i: int, now_ns: int) -> bytes:
         # An odd nanosecond count is never whole seconds: always the 8-byte form.

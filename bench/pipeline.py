@@ -230,10 +230,6 @@ def _symbols() -> tuple[str, ...]:
     return tuple(sorted({t.symbol for t in trades}))
 
 
-def _run_async(coroutine_fn: Any, *args: Any) -> Any:
-    return anyio.run(coroutine_fn, *args)
-
-
 @benchmark("pipeline", "Alpaca frames over loopback -> feed -> bank -> strategy; vs alpaca-py")
 def run(config: Config) -> Report:
     report = Report(packages=("websockets", "msgspec", "numba", "alpaca-py", "anyio"))
@@ -255,7 +251,7 @@ def run(config: Config) -> Report:
             for rate in offered:
                 frames = int(rate * seconds / FRAME)
                 url = _url(base, rate, frames, stamp=False)
-                trial = _run_async(_tickd, url, symbols, bank, frames * FRAME, False)
+                trial = anyio.run(_tickd, url, symbols, bank, frames * FRAME, False)
                 ok = trial.lost == 0 and trial.rate >= 0.97 * rate
                 report.notes.append(
                     f"tickd offered {rate:,} msg/s: {trial.rate:,.0f} achieved, "
@@ -267,10 +263,10 @@ def run(config: Config) -> Report:
             sustained.append(best)
             for raw, frames in alpaca_frames.items():  # about a second each
                 url = _url(base, 0, frames, stamp=False)
-                peer = _run_async(_alpaca_py, url, symbols, frames * FRAME, raw)
+                peer = anyio.run(_alpaca_py, url, symbols, frames * FRAME, raw)
                 alpaca_rates[raw].append(peer.rate)
             url = _url(base, 0, bare_frames, stamp=False)
-            bare_rates.append(_run_async(_bare, url, symbols, bare_frames * FRAME, False).rate)
+            bare_rates.append(anyio.run(_bare, url, symbols, bare_frames * FRAME, False).rate)
         tickd_rate = statistics.median(sustained)
         alpaca_default = statistics.median(alpaca_rates[False])
         ratio = tickd_rate / alpaca_default if alpaca_default else 0.0
@@ -299,8 +295,8 @@ def run(config: Config) -> Report:
             ours: list[Trial] = []
             bare: list[Trial] = []
             for _ in range(rounds):
-                ours.append(_run_async(_tickd, url, symbols, bank, frames * FRAME, True))
-                bare.append(_run_async(_bare, url, symbols, frames * FRAME, True))
+                ours.append(anyio.run(_tickd, url, symbols, bank, frames * FRAME, True))
+                bare.append(anyio.run(_bare, url, symbols, frames * FRAME, True))
             for q, goal in ((50, P50_GOAL), (99, P99_GOAL)):
                 value = statistics.median(t.percentile(q) for t in ours)
                 peer = statistics.median(t.percentile(q) for t in bare)

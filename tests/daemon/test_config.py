@@ -82,6 +82,8 @@ def test_secrets_come_from_the_credentials_directory_before_the_environment(
         ("", {"TICKD_RUNTIME__MAILBOX_CAPACITY": "0"}, "$.runtime.mailbox_capacity", ">= 1"),
         ("[runtime]\nreconnect_initial = 90.0\n", {}, "$.runtime.reconnect_initial", "exceed"),
         ("[runtime]\nrestart_backoff = 20.0\n", {}, "$.runtime.restart_backoff", "exceed"),
+        ("[finnhub]\nenabled = true\n", {}, "$.finnhub.symbols", "no symbols to follow"),
+        ("[newsapi]\nenabled = true\n", {}, "$.newsapi.terms", "nothing to search for"),
     ],
 )
 def test_a_bad_key_is_named_with_what_was_expected(

@@ -1,4 +1,5 @@
-"""The actor graph, built from the configuration: feeds -> bus -> indicator bank -> strategies.
+"""The actor graph, built from the configuration: feeds -> bus -> indicator bank -> strategies ->
+risk -> broker, with order updates back through the bus to risk's portfolio and the strategies.
 
 Start-up is a readiness handshake: the actors start (the indicator actor's bank is compiled when it
 is built, before anything connects), then each feed connects, authenticates and has its
@@ -15,15 +16,24 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from tickd.codecs.schema import Bar, ChannelSets, CryptoBar, CryptoTrade, Trade
+from tickd.codecs.schema import Bar, ChannelSets, CryptoBar, CryptoTrade, OrderUpdate, Trade
+from tickd.strategies.base import OrderIntent, Strategy
+from tickd.strategies.catalog import build
 from tickd.strategies.indicators import Bank, Spec
 
 from .actors import Actor, Mailbox, RestartPolicy, Supervisor
+from .broker.actor import BrokerActor
+from .broker.alpaca import AlpacaBroker, AlpacaBrokerSettings
+from .broker.base import Broker, OrderRequest
+from .broker.ids import load_salt
+from .broker.sim import SimBroker, SimSettings
 from .bus import Bus
 from .clock import Clock, LiveClock
-from .config import Config
+from .config import Config, state_dir
+from .control import ControlWatcher
 from .feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
 from .feeds.backfill import BackfillSettings, BarBackfill
+from .feeds.base import FeedGap
 from .feeds.finnhub import FinnhubFeed, FinnhubFeedSettings
 from .feeds.polling import (
     FinnhubNewsSettings,
@@ -35,6 +45,9 @@ from .feeds.polling import (
 from .feeds.trade_updates import TradeUpdatesFeed, TradeUpdatesSettings
 from .feeds.websocket import WebsocketFeed
 from .indicators import IndicatorActor
+from .portfolio import Portfolio
+from .risk import RiskActor, RiskEngine
+from .strategy_host import StrategyHost
 
 __all__ = ["DEFAULT_INDICATORS", "App"]
 
@@ -57,7 +70,10 @@ class App:
         config: Config,
         clock: Clock | None = None,
         indicators: Sequence[Spec] = DEFAULT_INDICATORS,
+        feeds: bool = True,
     ) -> None:
+        """``feeds=False`` builds the graph without its feeds: events enter through
+        :attr:`bus` (a replay), exactly where the feeds would publish them."""
         self.config = config
         self.clock: Clock = clock or LiveClock()
         self.bus = Bus()
@@ -73,21 +89,110 @@ class App:
         )
         self.actors: list[Actor[Any]] = []
         self.feeds: list[Feed] = []
+        self.control: ControlWatcher | None = None  # the operator's switch, when trading
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
+        self.strategies: list[Strategy] = [
+            build(c.kind, name=c.name or c.kind, symbols=c.symbols or symbols, params=c.params)
+            for c in config.strategies
+        ]
+        wanted = tuple(dict.fromkeys(s for k in self.strategies for s in k.indicators))
+        indicators = wanted or indicators
+        source: Literal["trades", "bars"] = "bars"
+        kinds = (Bar, CryptoBar) if source == "bars" else (Trade, CryptoTrade)
         if symbols and indicators:
             mailbox: Mailbox[Any] = Mailbox("indicators", runtime.mailbox_capacity)
-            source: Literal["trades", "bars"] = "bars"
+            self.bank = Bank(indicators, len(symbols))
+            host: Mailbox[Any] | None = None
+            if self.strategies:
+                host = Mailbox("strategies", runtime.mailbox_capacity)
             self.indicators = IndicatorActor(
-                mailbox, Bank(indicators, len(symbols)), symbols, self.bus.publish_many, source
+                mailbox,
+                self.bank,
+                symbols,
+                self.bus.publish_many,
+                source,
+                deliver=host.send_many if host is not None else None,
             )
             # Every symbol of its kinds: a frame goes to the bank whole, with no routing per
             # event (the actor counts events for symbols it does not keep as ignored).
-            for kind in (Bar, CryptoBar) if source == "bars" else (Trade, CryptoTrade):
+            for kind in kinds:
                 self.bus.subscribe(mailbox, kind)
             self.actors.append(self.indicators)
-        self.feeds = self._feeds()
+            if host is not None:
+                self._trading(host, symbols, kinds)
+        self.feeds = self._feeds() if feeds else []
+
+    def _trading(
+        self, host: Mailbox[Any], symbols: tuple[str, ...], bank_kinds: tuple[type, ...]
+    ) -> None:
+        """The decision half: strategy host -> risk (owns the portfolio) -> broker."""
+        config, bus, runtime = self.config, self.bus, self.config.runtime
+        directory = state_dir(config)
+        self.portfolio = Portfolio()
+        self.risk = RiskEngine(
+            config.risk,
+            self.portfolio,
+            symbols,
+            config.symbols.crypto,
+            self.clock,
+            report=directory / "risk.json",
+        )
+        self.host = StrategyHost(
+            host,
+            self.strategies,
+            self.bank,
+            symbols,
+            self.portfolio,
+            bus.publish_many,
+            trade_after_ns=self.clock.now_ns(),
+        )
+        for strategy in self.strategies:
+            for kind in strategy.events:
+                if kind in bank_kinds:
+                    continue  # they come from the indicator actor, after the bank took them
+                bus.subscribe(host, kind, None if kind is OrderUpdate else strategy.symbols)
+        traded = sorted({s for k in self.strategies for s in k.symbols})
+        risk: Mailbox[Any] = Mailbox("risk", runtime.mailbox_capacity)
+        for kind in (OrderIntent, OrderUpdate):
+            bus.subscribe(risk, kind)
+        for kind in bank_kinds:  # marks
+            bus.subscribe(risk, kind, traded)
+        self.risk_actor = RiskActor(risk, self.risk, load_salt(directory), bus.publish_many)
+        broker_box: Mailbox[Any] = Mailbox("broker", runtime.mailbox_capacity)
+        for kind in (OrderRequest, FeedGap):
+            bus.subscribe(broker_box, kind)
+        self.broker = self._broker()
+        if isinstance(self.broker, SimBroker):
+            for kind in bank_kinds:  # what it fills against
+                bus.subscribe(broker_box, kind, traded)
+        self.broker_actor = BrokerActor(
+            broker_box, self.broker, self.risk, bus.publish_many, self.clock
+        )
+        self.actors += [self.host, self.risk_actor, self.broker_actor]
+        self.control = ControlWatcher(directory, self.risk, self.clock)
+
+    def _broker(self) -> Broker:
+        broker = self.config.broker
+        if broker.kind == "sim":
+            sim = SimSettings(
+                fee_per_share=broker.fee_per_share,
+                fee_rate=broker.fee_rate,
+                slippage_bps=broker.slippage_bps,
+            )
+            return SimBroker(sim, self.bus.publish_many, self.clock)
+        # Paper unless the config says live twice (config.load checks broker.live against
+        # alpaca.paper); the trade_updates feed brings the fills.
+        alpaca = self.config.alpaca
+        settings = AlpacaBrokerSettings(
+            paper=alpaca.paper,
+            url_override=broker.trading_url or None,
+            workers=broker.workers,
+            timeout=broker.timeout,
+            rate_per_minute=broker.rate_per_minute,
+        )
+        return AlpacaBroker(alpaca.key_id, alpaca.secret_key, settings, clock=self.clock)
 
     def _feeds(self) -> list[Feed]:
         config, alpaca, symbols = self.config, self.config.alpaca, self.config.symbols
@@ -129,7 +234,7 @@ class App:
                 **backoff,
             )
             feeds.append(AlpacaFeed(settings, *keys, publish, clock))
-        if alpaca.trade_updates:
+        if alpaca.trade_updates or config.broker.kind == "alpaca":
             live = "wss://api.alpaca.markets/stream"
             paper = "wss://paper-api.alpaca.markets/stream"
             url = alpaca.trading_stream_url or (paper if alpaca.paper else live)
@@ -180,6 +285,15 @@ class App:
         )
         return BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)
 
+    async def drained(self) -> None:
+        """Wait until every actor has handled everything sent to it, including what it sent on
+        to the next (a lockstep replay feeds the next event only then)."""
+        quiet = 0
+        while quiet < 3:  # three passes in a row with nothing queued and nothing in hand
+            await anyio.sleep(0)
+            busy = any(len(a.mailbox) or a.current for a in self.actors)
+            quiet = 0 if busy else quiet + 1
+
     def stop(self) -> None:
         """Begin the ordered shutdown (safe to call from a signal handler task)."""
         self._stop.set()
@@ -191,6 +305,8 @@ class App:
             for actor, done in zip(self.actors, finished, strict=True):
                 await actors.start(self._supervised, actor, done)
             async with anyio.create_task_group() as feeds:
+                if self.control is not None:
+                    await feeds.start(self.control.run)
                 async with anyio.create_task_group() as starting:  # handshakes side by side
                     for feed in self.feeds:
                         starting.start_soon(feeds.start, feed.run)

@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration and print it with secrets masked"
     )
     check.add_argument("file", metavar="FILE")
+    for verb, what in (
+        ("halt", "deny every new order (cancels still go through)"),
+        ("reduce", "allow only orders that shrink a position"),
+        ("resume", "trade normally again"),
+    ):
+        command = verbs.add_parser(
+            verb,
+            help=f"{what}: the running daemon applies it within a second; it holds "
+            "across restarts until changed",
+        )
+        command.add_argument("--config", metavar="FILE", help="the daemon's configuration")
+        command.add_argument("--state-dir", metavar="DIR", help="overrides the configuration's")
+        command.add_argument("--reason", default="", help="recorded with the change")
     parser.epilog = EXIT_STATUS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -52,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     if args.verb == "run":
         return _run(args.config)
+    if args.verb in _COMMANDS:
+        return _command(args.verb, args.config, args.state_dir, args.reason)
     if args.verb == "demo":
         from tickd.daemon.demo import run_demo  # imported on use: keeps --version instant
 
@@ -60,6 +75,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.events, args.seed, args.show)
     parser.print_help()
     return 0
+
+
+_COMMANDS = {"halt": "halted", "reduce": "reducing", "resume": "active"}
+
+
+def _command(verb: str, config_path: str | None, directory: str | None, reason: str) -> int:
+    from pathlib import Path
+
+    from tickd.daemon.config import EX_CONFIG, ConfigError, load, state_dir
+    from tickd.daemon.control import write_command
+    from tickd.daemon.risk import RiskState
+
+    try:
+        where = Path(directory) if directory else state_dir(load(config_path))
+    except ConfigError as exc:
+        print(f"tickd: bad configuration: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    state = RiskState(_COMMANDS[verb])
+    path = write_command(where, state, reason or f"tickd {verb}")
+    print(f"tickd: {state} (written to {path}; the daemon applies it within a second)")
+    return EX_OK
 
 
 def _check_config(path: str) -> int:
@@ -110,7 +146,19 @@ async def _serve(config: Any) -> int:
                             tasks.cancel_scope.cancel()  # still starting: just stop
                         return
 
+            async def switch_on_signal() -> None:
+                from tickd.daemon.risk import RiskState
+
+                # SIGUSR1 halts, SIGUSR2 resumes: for a supervisor that can only send signals.
+                with anyio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
+                    async for received in signals:
+                        if app.control is not None:
+                            halt = received == signal.SIGUSR1
+                            state = RiskState.HALTED if halt else RiskState.ACTIVE
+                            app.risk.set_state(state, signal.Signals(received).name, "signal")
+
             tasks.start_soon(stop_on_signal)
+            tasks.start_soon(switch_on_signal)
             await app.run()
             tasks.cancel_scope.cancel()
     except* FeedFatalError as group:

@@ -32,16 +32,20 @@ __all__ = [
     "EX_CONFIG",
     "SECRETS",
     "AlpacaConfig",
+    "BrokerConfig",
     "Config",
     "ConfigError",
     "FinnhubConfig",
     "NewsApiConfig",
+    "RiskConfig",
     "RuntimeConfig",
+    "StrategyConfig",
     "SymbolsConfig",
     "effective",
     "load",
     "missing_secrets",
     "require_secrets",
+    "state_dir",
 ]
 
 EX_CONFIG: Final = 78  # sysexits.h: configuration error
@@ -116,12 +120,53 @@ class RuntimeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     mailbox_capacity: Annotated[int, Meta(ge=1)] = 10_000
 
 
+RiskStateName = Literal["active", "reducing", "halted"]
+
+
+class RiskConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits every order intent is checked against (quantities in shares or coins, money in
+    the account's currency)."""
+
+    state: RiskStateName = "active"  # the state at start
+    max_position: Positive = 100.0  # |held + working| per symbol after the order
+    max_order_notional: Positive = 10_000.0  # qty x (limit price, or the last price)
+    max_gross_exposure: Positive = 50_000.0  # sum of |held + working| x last price
+    max_orders_per_minute: Annotated[int, Meta(ge=1)] = 30
+    max_daily_loss: Positive = 1_000.0  # realised + unrealised since the day began
+    on_daily_loss: Literal["reducing", "halted"] = "reducing"  # the state a breach switches to
+    allowed_symbols: tuple[str, ...] = ()  # () : symbols.stocks and symbols.crypto
+    trading_hours: Literal["regular", "always"] = "regular"  # stocks; crypto trades always
+
+
+class StrategyConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: str  # ema_cross, rsi_reversion, news_momentum
+    name: str = ""  # "" : the kind (names must be unique: they go into client order ids)
+    symbols: tuple[str, ...] = ()  # () : symbols.stocks and symbols.crypto
+    params: dict[str, Any] = {}  # the strategy's own parameters (see its module)
+
+
+class BrokerConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: Literal["sim", "alpaca"] = "sim"
+    live: bool = False  # orders to the live account: also needs alpaca.paper = false
+    trading_url: str = ""  # "" : Alpaca's paper or live REST endpoint (per alpaca.paper)
+    timeout: Positive = 10.0  # per REST call; a timeout is resolved by looking the order up
+    workers: Annotated[int, Meta(ge=1, le=32)] = 4  # threads for alpaca-py's blocking calls
+    rate_per_minute: Annotated[int, Meta(ge=1)] = 200  # Alpaca's REST limit
+    fee_per_share: NonNegative = 0.0  # sim: commission per share
+    fee_rate: NonNegative = 0.0  # sim: commission as a fraction of notional
+    slippage_bps: NonNegative = 1.0  # sim: market orders fill this much worse
+
+
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    state_dir: str = ""  # "" : $STATE_DIRECTORY (systemd's StateDirectory=), else ./state
     alpaca: AlpacaConfig = AlpacaConfig()
     symbols: SymbolsConfig = SymbolsConfig()
     finnhub: FinnhubConfig = FinnhubConfig()
     newsapi: NewsApiConfig = NewsApiConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    risk: RiskConfig = RiskConfig()
+    broker: BrokerConfig = BrokerConfig()
+    strategies: tuple[StrategyConfig, ...] = ()
 
 
 class ConfigError(Exception):
@@ -169,6 +214,7 @@ def load(
         raise ConfigError("no symbols to follow: set it or symbols.stocks", "$.finnhub.symbols")
     if config.newsapi.enabled and not (config.newsapi.terms or config.symbols.stocks):
         raise ConfigError("nothing to search for: set it or symbols.stocks", "$.newsapi.terms")
+    _check_trading(config)
     runtime = config.runtime
     for low, high in (
         ("reconnect_initial", "reconnect_cap"),
@@ -177,6 +223,28 @@ def load(
         if getattr(runtime, low) > getattr(runtime, high):
             raise ConfigError(f"must not exceed runtime.{high}", f"$.runtime.{low}")
     return config
+
+
+def _check_trading(config: Config) -> None:
+    broker = config.broker
+    if broker.live != (not config.alpaca.paper):
+        raise ConfigError(
+            "live trading needs both broker.live = true and alpaca.paper = false",
+            "$.broker.live",
+        )
+    names = [s.name or s.kind for s in config.strategies]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(
+                f"two strategies named {name!r}: give each a name", f"$.strategies[{i}].name"
+            )
+
+
+def state_dir(config: Config, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the daemon keeps what must outlive it (the order-id salt, the risk state)."""
+    environ = os.environ if environ is None else environ
+    given = config.state_dir or environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(given or "state")
 
 
 def require_secrets(config: Config) -> None:
@@ -194,7 +262,9 @@ def missing_secrets(config: Config) -> list[tuple[str, str]]:
     """The (section, key) secrets that the configured feeds need and nobody gave."""
     needed: list[tuple[str, str]] = []
     alpaca = config.alpaca
-    if config.symbols.stocks or config.symbols.crypto or alpaca.news or alpaca.trade_updates:
+    trading = config.broker.kind == "alpaca"
+    market = config.symbols.stocks or config.symbols.crypto
+    if market or alpaca.news or alpaca.trade_updates or trading:
         needed += [("alpaca", "key_id"), ("alpaca", "secret_key")]
     if config.finnhub.enabled:
         needed.append(("finnhub", "token"))

@@ -2,7 +2,10 @@
 
 A batch (what piled up in the mailbox: one or more decoded frames) becomes rows of the bank's own
 event matrix and one compiled call; then each symbol the batch touched gets one
-:class:`IndicatorSnapshot` with the values after its latest event, published to the strategies.
+:class:`IndicatorSnapshot` with the values after its latest event, published on the bus. With a
+``deliver`` target (the strategy host), each compiled call's events also go there whole, as one
+:class:`IndicatorBatch` with every event's values: a strategy sees every event in order, however
+the events were batched, which keeps replay deterministic.
 Trades feed the bank as one-price events (high = low = close); bars feed it their OHLCV. The
 session column (VWAP's reset) is the UTC day of the event.
 """
@@ -13,14 +16,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from msgspec import Struct
+from numpy.typing import NDArray
 
 from tickd.codecs.schema import Bar, CryptoBar, CryptoTrade, Trade
 from tickd.strategies.indicators import Bank
 
 from .actors import Actor, Mailbox
 
-__all__ = ["IndicatorActor", "IndicatorSnapshot"]
+__all__ = ["IndicatorActor", "IndicatorBatch", "IndicatorSnapshot"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _WIDTH = 6  # the bank's event columns: symbol, high, low, close, volume, session
@@ -36,6 +41,15 @@ class IndicatorSnapshot(Struct, frozen=True, kw_only=True, gc=False):
     values: tuple[float, ...]
 
 
+class IndicatorBatch(Struct, kw_only=True):
+    """The events of one compiled call, in order: ``rows[i]`` is ``events[i]``'s symbol row in
+    the bank and ``values[i]`` the bank's output after it (a copy: the bank reuses its own)."""
+
+    events: list[Any]
+    rows: NDArray[np.int64]
+    values: NDArray[np.float64]
+
+
 class IndicatorActor(Actor[Any]):
     def __init__(
         self,
@@ -44,6 +58,7 @@ class IndicatorActor(Actor[Any]):
         symbols: Sequence[str],
         publish: Callable[[list[Any]], Awaitable[None]],
         source: Literal["trades", "bars"] = "bars",
+        deliver: Callable[[list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__("indicators", mailbox)
         if len(symbols) > bank.state.shape[0]:
@@ -55,6 +70,7 @@ class IndicatorActor(Actor[Any]):
         self.ignored: Counter[str] = Counter()  # events the bank does not take, by kind
         self._index = {symbol: i for i, symbol in enumerate(self.symbols)}
         self._publish = publish
+        self._deliver = deliver
         self._trades = source == "trades"
         self._wanted = frozenset((Trade, CryptoTrade) if self._trades else (Bar, CryptoBar))
         if bank.input.shape[1] != _WIDTH or not bank.input.flags.c_contiguous:
@@ -126,6 +142,9 @@ class IndicatorActor(Actor[Any]):
             matrix[first:end, 5] = day
         self.bank.run(n)
         out, positions = self.bank.out, list(latest.values())
+        if self._deliver is not None:
+            rows = matrix[:n, 0].astype(np.int64)
+            await self._deliver([IndicatorBatch(events=taken, rows=rows, values=out[:n].copy())])
         if n <= 64:  # one numpy call converts the lot (cheaper than one per snapshot)
             rows = out[:n].tolist()
             values = [rows[at] for at in positions]

@@ -152,6 +152,9 @@ class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     params: dict[str, float] = {}
 
+    def __hash__(self) -> int:  # a dict field: hashed by its items (specs key strategies' views)
+        return hash((self.name, tuple(sorted(self.params.items()))))
+
     @property
     def indicator(self) -> Indicator:
         try:

@@ -1,0 +1,1 @@
+"""Broker adapters: Alpaca (through alpaca-py) and the simulator, behind one Protocol."""

@@ -1,0 +1,223 @@
+"""The broker actor: sends approved orders, exactly once, and reconciles with the venue.
+
+Orders of one batch are submitted side by side (the adapter bounds its own concurrency). A
+refusal or an unreachable venue never crashes anything: it is logged, counted and published as
+a ``rejected`` :class:`~tickd.codecs.schema.OrderUpdate`, so the portfolio stops counting the
+order as working and the strategy sees what happened.
+
+Reconciliation runs at start and whenever the ``trade_updates`` stream reports a gap (it
+reconnected): the venue's open orders, positions and recent fills are compared with the
+portfolio, every difference is logged, and the portfolio takes the venue's state. Risk denies
+new intents while it runs; if the venue cannot be asked (after retries) trading is halted,
+because the daemon no longer knows what it holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import structlog
+
+from tickd.codecs.schema import Order, OrderUpdate
+
+from ..actors import Actor, Mailbox
+from ..clock import Clock
+from ..feeds.base import FeedGap
+from ..portfolio import Portfolio
+from ..risk import RiskEngine, RiskState
+from .base import Broker, BrokerError, OrderRejectedError, OrderRequest
+from .sim import SimBroker
+
+__all__ = ["BrokerActor"]
+
+_log = structlog.get_logger("tickd.broker")
+# An order status that means no more events will come -> the trade_updates event it ended with.
+_FINISHED = {"filled": "fill", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}
+
+
+class BrokerActor(Actor[Any]):
+    def __init__(
+        self,
+        mailbox: Mailbox[Any],
+        broker: Broker,
+        risk: RiskEngine,
+        publish: Callable[[list[Any]], Awaitable[None]],
+        clock: Clock,
+        updates_source: str = "alpaca.trade_updates",
+        reconcile_attempts: int = 3,
+    ) -> None:
+        super().__init__("broker", mailbox)
+        self.broker = broker
+        self.risk = risk
+        self.portfolio: Portfolio = risk.portfolio
+        self.clock = clock
+        self.updates_source = updates_source
+        self.reconcile_attempts = reconcile_attempts
+        self.sent = 0
+        self.failed: Counter[str] = Counter()  # by class: rejected, unavailable, error
+        self.reconciliations = 0
+        self.differences: list[str] = []  # the latest reconciliation's findings
+        self._publish = publish
+        self._sim = broker if isinstance(broker, SimBroker) else None
+        self._since_ns = 0  # fills from here on are compared at the next reconciliation
+
+    async def on_start(self) -> None:
+        await self.reconcile("start")
+
+    async def handle(self, batch: list[Any]) -> None:
+        requests: list[OrderRequest] = []
+        market: list[Any] = []
+        for item in batch:
+            kind = type(item)
+            if kind is OrderRequest:
+                if market:  # the market before the order, in order
+                    await self._market(market)
+                    market = []
+                requests.append(item)
+            elif kind is FeedGap:
+                if item.source == self.updates_source:
+                    await self._submit_all(requests)
+                    requests = []
+                    await self.reconcile("trade_updates reconnected")
+            else:
+                if requests:
+                    await self._submit_all(requests)
+                    requests = []
+                market.append(item)
+        await self._submit_all(requests)
+        if market:
+            await self._market(market)
+
+    async def _market(self, events: list[Any]) -> None:
+        if self._sim is not None:
+            await self._sim.on_market(events)
+
+    async def _submit_all(self, requests: list[OrderRequest]) -> None:
+        if len(requests) == 1:
+            await self._submit(requests[0])
+        elif requests:
+            async with anyio.create_task_group() as tg:
+                for request in requests:
+                    tg.start_soon(self._submit, request)
+
+    async def _submit(self, request: OrderRequest) -> None:
+        intent = request.intent
+        log = _log.bind(
+            client_order_id=request.client_order_id,
+            strategy=intent.strategy,
+            symbol=intent.symbol,
+            side=intent.side,
+            qty=str(intent.qty),
+        )
+        try:
+            order = await self.broker.submit(request)
+        except OrderRejectedError as exc:
+            self.failed["rejected"] += 1
+            log.warning("order_rejected", error=str(exc))
+            await self._refused(request)
+        except BrokerError as exc:
+            self.failed["unavailable"] += 1
+            log.error("order_not_placed", error=str(exc))
+            await self._refused(request)
+        except Exception:  # an adapter bug: the order's fate is unknown; ask the venue
+            self.failed["error"] += 1
+            log.exception("order_submit_failed")
+            await self._refused(request)
+            await self.reconcile("a submit failed unexpectedly")
+        else:
+            self.sent += 1
+            log.info("order_sent", order_id=order.id, status=order.status)
+            event = _FINISHED.get(order.status)
+            if event is not None:
+                # The venue already had it, and it is done (a decision replayed after a
+                # restart): no stream event will come, so say so. No quantity: its fill is in
+                # the positions reconciliation took.
+                now = self.clock.now_ns()
+                await self._publish(
+                    [OrderUpdate(event=event, order=order, ts_event=now, ts_recv=now)]
+                )
+
+    async def _refused(self, request: OrderRequest) -> None:
+        intent, now = request.intent, self.clock.now_ns()
+        order = Order(
+            id="",
+            client_order_id=request.client_order_id,
+            symbol=intent.symbol,
+            side=intent.side,
+            order_type=intent.type,
+            time_in_force=intent.time_in_force,
+            status="rejected",
+            qty=intent.qty,
+            limit_price=intent.limit_price,
+            failed_at=now,
+        )
+        # Through the bus to the risk actor, whose portfolio then stops counting it as working.
+        await self._publish([OrderUpdate(event="rejected", order=order, ts_event=now, ts_recv=now)])
+
+    async def reconcile(self, why: str) -> None:
+        """Bring the portfolio in line with the venue; halt trading if the venue can't say."""
+        self.risk.reconciling = True
+        try:
+            for attempt in range(1, self.reconcile_attempts + 1):
+                try:
+                    orders = await self.broker.open_orders()
+                    positions = await self.broker.positions()
+                    fills = await self.broker.fills(self._since_ns)
+                    break
+                except Exception as exc:
+                    _log.warning("reconcile_failed", why=why, attempt=attempt, error=str(exc))
+                    if attempt == self.reconcile_attempts:
+                        self.risk.set_state(
+                            RiskState.HALTED, f"reconciliation failed: {exc}", "reconcile"
+                        )
+                        return
+                    await self.clock.sleep(0.5 * 2**attempt)
+            self.differences = self._compare(orders, positions, fills)
+            for fill in fills:
+                self.portfolio.remember_execution(fill.execution_id)
+            self.portfolio.replace(positions, orders)
+            self.reconciliations += 1
+            self._since_ns = max((f.ts_event for f in fills), default=self._since_ns)
+            for line in self.differences:
+                _log.warning("reconcile_difference", why=why, difference=line)
+            _log.info(
+                "reconciled",
+                why=why,
+                open_orders=len(orders),
+                positions=len(positions),
+                fills=len(fills),
+                differences=len(self.differences),
+            )
+        finally:
+            self.risk.reconciling = False
+
+    def _compare(
+        self, orders: list[Order], positions: dict[str, Decimal], fills: list[Any]
+    ) -> list[str]:
+        portfolio = self.portfolio
+        found = [
+            f"position {symbol}: venue {venue}, local {local}"
+            for symbol in sorted(set(positions) | set(portfolio.positions))
+            if (venue := positions.get(symbol, Decimal(0))) != (local := portfolio.position(symbol))
+        ]
+        venue_ids = {o.client_order_id for o in orders}
+        found += [
+            f"order {coid}: working locally, not open at the venue"
+            for coid in sorted(set(portfolio.orders) - venue_ids)
+        ]
+        found += [
+            f"order {o.client_order_id}: open at the venue, unknown locally"
+            for o in orders
+            if o.client_order_id not in portfolio.orders
+        ]
+        found += [
+            f"fill {f.execution_id} ({f.side} {f.qty} {f.symbol} at {f.price}): missed by the "
+            "stream"
+            for f in fills
+            if not portfolio.seen(f.execution_id)
+        ]
+        return found

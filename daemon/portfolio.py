@@ -1,0 +1,180 @@
+"""The portfolio: positions, average prices, realised and unrealised PnL, and working orders.
+
+It is fed fills (``OrderUpdate`` events of kind ``fill``/``partial_fill``), marks (the last price
+of each symbol) and the orders risk approved; strategies read it through the
+:class:`~tickd.strategies.base.Context` methods and risk reads exposure and the day's PnL.
+Each execution is applied once (by execution id), so a stream that repeats itself after a
+reconnect cannot double a position. Plain state, no I/O: the actors that own it run in one
+event loop.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from decimal import Decimal
+
+from msgspec import Struct
+
+from tickd.codecs.schema import Order, OrderUpdate
+from tickd.strategies.base import OrderIntent
+
+__all__ = ["FILL_EVENTS", "TERMINAL_EVENTS", "Portfolio", "Position", "WorkingOrder"]
+
+ZERO = Decimal(0)
+FILL_EVENTS = frozenset({"fill", "partial_fill"})
+# After these, an order no longer works (Alpaca's trade_updates events).
+TERMINAL_EVENTS = frozenset({"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})
+
+
+class Position(Struct, kw_only=True):
+    qty: Decimal = ZERO  # signed
+    avg_price: Decimal = ZERO
+    realized: Decimal = ZERO
+
+    def fill(self, signed_qty: Decimal, price: Decimal) -> None:
+        """Apply one execution: a fill that grows the position moves the average price; one
+        that shrinks it realises PnL against it; one that crosses zero does both."""
+        held = self.qty
+        if held == 0 or (held > 0) == (signed_qty > 0):
+            total = abs(held) + abs(signed_qty)
+            self.avg_price = (self.avg_price * abs(held) + price * abs(signed_qty)) / total
+            self.qty = held + signed_qty
+            return
+        closed = min(abs(signed_qty), abs(held))
+        direction = 1 if held > 0 else -1
+        self.realized += closed * (price - self.avg_price) * direction
+        self.qty = held + signed_qty
+        if self.qty == 0:
+            self.avg_price = ZERO
+        elif (self.qty > 0) != (held > 0):  # flipped: the remainder opened at this price
+            self.avg_price = price
+
+
+class WorkingOrder(Struct, kw_only=True):
+    symbol: str
+    signed_qty: Decimal  # what is left to fill, signed
+    strategy: str = ""
+
+
+class Portfolio:
+    def __init__(self, seen_executions: int = 100_000) -> None:
+        self.positions: dict[str, Position] = {}
+        self.marks: dict[str, Decimal] = {}
+        self.orders: dict[str, WorkingOrder] = {}  # by client order id
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_limit = seen_executions
+        self.fills = 0
+        self.duplicate_fills = 0  # executions seen before (a stream replaying after reconnect)
+
+    # --- the Context a strategy reads -----------------------------------------------------------
+
+    def position(self, symbol: str) -> Decimal:
+        held = self.positions.get(symbol)
+        return held.qty if held is not None else ZERO
+
+    def working(self, symbol: str) -> Decimal:
+        return sum((o.signed_qty for o in self.orders.values() if o.symbol == symbol), ZERO)
+
+    # --- what risk reads ----------------------------------------------------------------------
+
+    def exposure(self, symbol: str) -> Decimal:
+        """Signed quantity held plus working: where the symbol ends if every order fills."""
+        return self.position(symbol) + self.working(symbol)
+
+    def gross_exposure(self, extra: tuple[str, Decimal, Decimal] | None = None) -> Decimal:
+        """Sum over symbols of |held + working| x mark; ``extra`` (symbol, signed qty, price)
+        adds an order under consideration."""
+        symbols = set(self.positions) | {o.symbol for o in self.orders.values()}
+        if extra is not None:
+            symbols.add(extra[0])
+        total = ZERO
+        for symbol in symbols:
+            qty = self.exposure(symbol)
+            price = self.marks.get(symbol, ZERO)
+            if extra is not None and symbol == extra[0]:
+                qty += extra[1]
+                price = price or extra[2]
+            total += abs(qty) * price
+        return total
+
+    def realized(self) -> Decimal:
+        return sum((p.realized for p in self.positions.values()), ZERO)
+
+    def unrealized(self) -> Decimal:
+        total = ZERO
+        for symbol, held in self.positions.items():
+            mark = self.marks.get(symbol)
+            if held.qty and mark is not None:
+                total += held.qty * (mark - held.avg_price)
+        return total
+
+    def pnl(self) -> Decimal:
+        return self.realized() + self.unrealized()
+
+    # --- what changes it ----------------------------------------------------------------------
+
+    def mark(self, symbol: str, price: float) -> None:
+        mark = self.marks[symbol] = Decimal(repr(price))
+        held = self.positions.get(symbol)
+        if held is not None and held.qty and not held.avg_price:
+            # reconciled before any mark (a restart): the position restarts at the first one
+            held.avg_price = mark
+
+    def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
+        self.orders[client_order_id] = WorkingOrder(
+            symbol=intent.symbol, signed_qty=intent.signed_qty, strategy=intent.strategy
+        )
+
+    def apply(self, update: OrderUpdate) -> bool:
+        """Apply an order event; returns whether it changed a position (a new fill)."""
+        order = update.order
+        filled = False
+        if update.event in FILL_EVENTS and update.qty is not None and update.price is not None:
+            key = update.execution_id or f"{order.id}:{update.event}:{order.filled_qty}"
+            if key in self._seen:
+                self.duplicate_fills += 1
+            else:
+                self._remember(key)
+                signed = update.qty if order.side == "buy" else -update.qty
+                self.positions.setdefault(order.symbol, Position()).fill(signed, update.price)
+                self.fills += 1
+                filled = True
+                working = self.orders.get(order.client_order_id)
+                if working is not None:
+                    working.signed_qty -= signed
+        if update.event in TERMINAL_EVENTS:
+            self.orders.pop(order.client_order_id, None)
+        return filled
+
+    def seen(self, execution_id: str) -> bool:
+        return execution_id in self._seen
+
+    def remember_execution(self, execution_id: str) -> None:
+        """Mark an execution as applied (reconciliation took the venue's positions, which
+        already include it)."""
+        self._remember(execution_id)
+
+    def _remember(self, key: str) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self._seen_limit:
+            self._seen.popitem(last=False)
+
+    def replace(self, positions: dict[str, Decimal], open_orders: list[Order]) -> None:
+        """Take the venue's positions and open orders as the truth (reconciliation). Average
+        prices of positions that did not change are kept; a changed one restarts at the mark."""
+        for symbol in set(self.positions) | set(positions):
+            qty = positions.get(symbol, ZERO)
+            held = self.positions.setdefault(symbol, Position())
+            if held.qty != qty:
+                held.qty = qty
+                held.avg_price = self.marks.get(symbol, held.avg_price) if qty else ZERO
+        working: dict[str, WorkingOrder] = {}
+        for order in open_orders:
+            qty = (order.qty or ZERO) - (order.filled_qty or ZERO)
+            previous = self.orders.get(order.client_order_id)
+            working[order.client_order_id] = WorkingOrder(
+                symbol=order.symbol,
+                signed_qty=qty if order.side == "buy" else -qty,
+                strategy=previous.strategy if previous else "",
+            )
+        self.orders = working

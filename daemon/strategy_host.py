@@ -1,0 +1,186 @@
+"""The strategy host: the actor that runs strategies and passes their intents to risk.
+
+It receives :class:`~tickd.daemon.indicators.IndicatorBatch` objects from the indicator actor (the
+events the bank took, each with the bank's values after it) and, through the bus, the other event
+kinds its strategies asked for (news, quotes, order updates, ...). For each strategy:
+
+- a :class:`~tickd.strategies.base.SignalStrategy` gets one compiled scan of the batch
+  (:func:`~tickd.strategies.signals.scan`) and a Python call only where a symbol's signal
+  changes;
+- a plain :class:`~tickd.strategies.base.Strategy` gets ``on_event`` for each event of its
+  symbols and kinds.
+
+A strategy that raises is logged with the event and counted; the others go on, and so does the
+daemon. Intents from events older than ``trade_after_ns`` (the history a warm-up fed) are
+counted and dropped: warm-up primes indicators and strategy state, it never trades.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from tickd.codecs.schema import News
+from tickd.strategies.base import (
+    Context,
+    IndicatorView,
+    OrderIntent,
+    SignalStrategy,
+    Strategy,
+)
+from tickd.strategies.indicators import Bank, Spec
+from tickd.strategies.signals import scan
+
+from .actors import Actor, Mailbox
+from .indicators import IndicatorBatch
+
+__all__ = ["HostedStrategy", "StrategyHost"]
+
+_log = structlog.get_logger("tickd.strategies")
+
+
+class HostedStrategy:
+    """A strategy bound to the bank: which rows are its symbols, which columns its specs."""
+
+    def __init__(self, strategy: Strategy, bank: Bank, symbols: Sequence[str]) -> None:
+        self.strategy = strategy
+        rows = {s: i for i, s in enumerate(symbols)}
+        self.member: NDArray[np.bool_] = np.zeros(len(symbols), dtype=np.bool_)
+        for symbol in strategy.symbols:
+            if symbol not in rows:
+                raise ValueError(f"strategy {strategy.name!r}: {symbol} is not a daemon symbol")
+            self.member[rows[symbol]] = True
+        self.symbols = frozenset(strategy.symbols)
+        self.columns: dict[Spec | tuple[Spec, str], int] = {}
+        for spec in strategy.indicators:
+            outputs = spec.indicator.outputs
+            if len(outputs) == 1:
+                self.columns[spec] = bank.column(spec)
+            else:
+                for output in outputs:
+                    self.columns[spec, output] = bank.column(spec, output)
+        self.column_array = np.array(list(self.columns.values()), dtype=np.int64)
+        self.signal = isinstance(strategy, SignalStrategy)
+        self.last = np.zeros(len(symbols), dtype=np.int64)  # latest signal per bank row
+        self.errors = 0
+
+
+class StrategyHost(Actor[Any]):
+    def __init__(
+        self,
+        mailbox: Mailbox[Any],
+        strategies: Sequence[Strategy],
+        bank: Bank,
+        symbols: Sequence[str],
+        context: Context,
+        send: Callable[[list[Any]], Awaitable[None]],
+        trade_after_ns: int = 0,
+    ) -> None:
+        super().__init__("strategies", mailbox)
+        self.hosted = [HostedStrategy(s, bank, symbols) for s in strategies]
+        self.symbols = tuple(symbols)
+        self.context = context
+        self.trade_after_ns = trade_after_ns
+        self.intents = 0
+        self.warmup_intents = 0  # decided on history, dropped
+        self.invalid_intents = 0  # for a symbol the strategy does not trade
+        self.errors: Counter[str] = Counter()  # by strategy
+        self._send = send
+        capacity = bank.input.shape[0]
+        self._changed = np.zeros(capacity, dtype=np.int64)
+        self._signals = np.zeros(capacity, dtype=np.int64)
+
+    async def handle(self, batch: list[Any]) -> None:
+        intents: list[OrderIntent] = []
+        for item in batch:
+            if type(item) is IndicatorBatch:
+                for hosted in self.hosted:
+                    if hosted.signal:
+                        self._scan(hosted, item, intents)
+                    else:
+                        self._each(hosted, item, intents)
+            else:
+                for hosted in self.hosted:
+                    strategy = hosted.strategy
+                    if type(item) in strategy.events and self._concerns(hosted, item):
+                        self._call(hosted, item, intents, strategy.on_event, item, None)
+        if intents:
+            self.intents += len(intents)
+            await self._send(list(intents))
+
+    @staticmethod
+    def _concerns(hosted: HostedStrategy, event: Any) -> bool:
+        symbol = getattr(event, "symbol", None)
+        if type(event) is News:
+            return not hosted.symbols.isdisjoint(event.symbols)
+        if symbol is None:  # an event for every strategy (e.g. an order update's order)
+            order = getattr(event, "order", None)
+            return order is None or order.symbol in hosted.symbols
+        return symbol in hosted.symbols
+
+    def _scan(self, hosted: HostedStrategy, batch: IndicatorBatch, intents: list[Any]) -> None:
+        strategy = hosted.strategy
+        assert isinstance(strategy, SignalStrategy)
+        running = hosted.last.copy()  # each row's signal before this batch, kept current
+        changes = scan(
+            strategy.signal,
+            batch.values,
+            len(batch.events),
+            batch.rows,
+            hosted.member,
+            hosted.column_array,
+            hosted.last,
+            self._changed,
+            self._signals,
+        )
+        for k in range(changes):
+            at = int(self._changed[k])
+            row = int(batch.rows[at])
+            signal, before = int(self._signals[k]), int(running[row])
+            running[row] = signal
+            event = batch.events[at]
+            view = IndicatorView(event.symbol, batch.values[at], hosted.columns)
+            self._call(hosted, event, intents, strategy.on_signal, event, view, signal, before)
+
+    def _each(self, hosted: HostedStrategy, batch: IndicatorBatch, intents: list[Any]) -> None:
+        strategy = hosted.strategy
+        kinds, member, rows, values = strategy.events, hosted.member, batch.rows, batch.values
+        for at, event in enumerate(batch.events):
+            if member[rows[at]] and type(event) in kinds:
+                view = IndicatorView(event.symbol, values[at], hosted.columns)
+                self._call(hosted, event, intents, strategy.on_event, event, view)
+
+    def _call(
+        self,
+        hosted: HostedStrategy,
+        event: Any,
+        intents: list[Any],
+        method: Callable[..., Sequence[OrderIntent]],
+        *args: Any,
+    ) -> None:
+        strategy = hosted.strategy
+        try:
+            decided = method(*args, self.context)
+        except Exception:
+            hosted.errors += 1
+            self.errors[strategy.name] += 1
+            _log.exception("strategy_error", strategy=strategy.name, on=repr(event)[:300])
+            return
+        for intent in decided:
+            if intent.symbol not in hosted.symbols or intent.strategy != strategy.name:
+                self.invalid_intents += 1
+                _log.error(
+                    "strategy_intent_invalid",
+                    strategy=strategy.name,
+                    intent_strategy=intent.strategy,
+                    symbol=intent.symbol,
+                )
+            elif intent.ts_event < self.trade_after_ns:
+                self.warmup_intents += 1
+            else:
+                intents.append(intent)

@@ -1,0 +1,207 @@
+"""The broker actor over the simulated broker: refusals become events, reconciliation at start and
+after the order stream reconnects, and what happens when the venue cannot be asked."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+
+from tickd.codecs.schema import Order, OrderUpdate, Trade
+from tickd.daemon.actors import Mailbox
+from tickd.daemon.broker.actor import BrokerActor
+from tickd.daemon.broker.base import (
+    BrokerUnavailableError,
+    Fill,
+    OrderRejectedError,
+    OrderRequest,
+)
+from tickd.daemon.broker.sim import SimBroker, SimSettings
+from tickd.daemon.clock import ManualClock
+from tickd.daemon.config import RiskConfig
+from tickd.daemon.feeds.base import FeedGap
+from tickd.daemon.portfolio import Portfolio
+from tickd.daemon.risk import RiskEngine, RiskState
+from tickd.strategies.base import OrderIntent
+
+T0 = 1_709_650_800 * 10**9
+
+
+def request(
+    coid: str = "c1", side: str = "buy", qty: str = "10", limit: str | None = None
+) -> OrderRequest:
+    intent = OrderIntent(
+        type="market" if limit is None else "limit",
+        limit_price=None if limit is None else Decimal(limit),
+        strategy="s",
+        symbol="AAPL",
+        side=side,  # type: ignore[arg-type]
+        qty=Decimal(qty),
+        event_id=f"Bar:AAPL:{coid}",
+        ts_event=T0,
+    )
+    return OrderRequest(client_order_id=coid, intent=intent)
+
+
+def trade(price: float, seconds: int = 1) -> Trade:
+    return Trade(
+        symbol="AAPL",
+        ts_event=T0 + seconds * 10**9,
+        trade_id=seconds,
+        exchange="V",
+        price=price,
+        size=100,
+        conditions=(),
+        tape="C",
+    )
+
+
+class Setup:
+    def __init__(self, broker_class: type[SimBroker] = SimBroker) -> None:
+        self.published: list[Any] = []
+        self.clock = ManualClock(T0)
+        self.portfolio = Portfolio()
+        self.risk = RiskEngine(RiskConfig(), self.portfolio, ["AAPL"], [], self.clock)
+        self.broker = broker_class(SimSettings(slippage_bps=0), self.publish, self.clock)
+        self.actor = BrokerActor(
+            Mailbox("broker", 100), self.broker, self.risk, self.publish, self.clock
+        )
+
+    async def publish(self, items: list[Any]) -> None:
+        self.published.extend(items)
+        for item in items:  # what the risk actor does with them
+            if type(item) is OrderUpdate:
+                self.portfolio.apply(item)
+
+    def events(self, name: str) -> list[OrderUpdate]:
+        return [u for u in self.published if type(u) is OrderUpdate and u.event == name]
+
+
+@pytest.mark.anyio
+async def test_orders_are_sent_and_filled_in_the_order_of_the_batch() -> None:
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.add_working("c1", request("c1").intent)
+    await s.actor.handle([trade(99.0, 0), request("c1"), trade(100.0, 1), trade(101.0, 2)])
+    (filled,) = s.events("fill")
+    assert filled.price == Decimal("100.0000")  # the first trade after the decision
+    assert s.actor.sent == 1 and s.portfolio.position("AAPL") == 10
+    assert s.portfolio.orders == {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("error", "counted"),
+    [
+        (OrderRejectedError("insufficient buying power", status=403, code=40310000), "rejected"),
+        (BrokerUnavailableError("timed out, not found", client_order_id="c1"), "unavailable"),
+        (RuntimeError("adapter bug"), "error"),
+    ],
+)
+async def test_a_refused_order_becomes_a_rejected_update(error: Exception, counted: str) -> None:
+    class Refusing(SimBroker):
+        async def submit(self, request: OrderRequest) -> Order:
+            raise error
+
+    s = Setup(Refusing)
+    s.portfolio.add_working("c1", request().intent)
+    await s.actor.handle([request()])
+    (rejected,) = s.events("rejected")
+    assert rejected.order.client_order_id == "c1" and rejected.order.status == "rejected"
+    assert s.actor.failed == {counted: 1} and s.actor.sent == 0
+    assert s.portfolio.orders == {}  # no longer counted as working
+    assert not s.risk.reconciling and s.risk.state is RiskState.ACTIVE
+
+
+@pytest.mark.anyio
+async def test_a_restart_reconciles_what_the_venue_holds() -> None:
+    s = Setup()
+    await s.broker.submit(request("c1"))  # before the "restart": filled at the venue
+    await s.broker.on_market([trade(100.0)])
+    await s.broker.submit(request("c2", qty="5", limit="50"))  # still open at the venue
+    s.published.clear()
+    fresh = Portfolio()  # the restarted daemon knows nothing
+    s.risk.portfolio = s.actor.portfolio = s.portfolio = fresh
+    await s.actor.on_start()
+    assert fresh.position("AAPL") == 10
+    assert set(fresh.orders) == {"c2"} and fresh.working("AAPL") == 5
+    assert s.actor.differences == [
+        "position AAPL: venue 10, local 0",
+        "order c2: open at the venue, unknown locally",
+        f"fill {s.broker._fills[0].execution_id} (buy 10 AAPL at 100.0000): missed by the stream",
+    ]
+    # The stream now delivers that fill late: it is not applied twice.
+    (missed,) = [u for u in s.broker.orders.values() if u.client_order_id == "c1"]
+    late = OrderUpdate(
+        event="fill",
+        order=missed,
+        execution_id=s.broker._fills[0].execution_id,
+        qty=Decimal(10),
+        price=Decimal(100),
+    )
+    assert not fresh.apply(late) and fresh.position("AAPL") == 10
+    # The same decision replayed after the restart: the venue has it, filled; nothing new.
+    await s.actor.handle([request("c1")])
+    assert [u.event for u in s.published] == ["fill"] and s.published[0].qty is None
+    assert s.broker.stats.duplicates == 1 and s.broker.stats.submitted == 2
+
+
+@pytest.mark.anyio
+async def test_the_order_stream_reconnecting_triggers_a_reconciliation() -> None:
+    s = Setup()
+    await s.actor.on_start()
+    assert s.actor.reconciliations == 1 and s.actor.differences == []
+    await s.actor.handle([FeedGap(source="finnhub", start_ns=0, end_ns=1)])
+    assert s.actor.reconciliations == 1  # a market feed's gap is not the broker's business
+    await s.broker.submit(request("c9"))  # an order the daemon missed while disconnected
+    await s.actor.handle([FeedGap(source="alpaca.trade_updates", start_ns=0, end_ns=1)])
+    assert s.actor.reconciliations == 2
+    assert s.actor.differences == ["order c9: open at the venue, unknown locally"]
+
+
+@pytest.mark.anyio
+async def test_a_venue_that_cannot_be_asked_halts_trading() -> None:
+    class Unreachable(SimBroker):
+        calls = 0
+
+        async def open_orders(self) -> list[Order]:
+            self.calls += 1
+            raise BrokerUnavailableError("connection refused")
+
+    s = Setup(Unreachable)
+    done = anyio.Event()
+
+    async def start() -> None:
+        await s.actor.on_start()
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        with anyio.fail_after(5):
+            while not done.is_set():  # the retries wait on the manual clock: move it on
+                await anyio.sleep(0.01)
+                s.clock.advance(1)
+    assert s.clock.now_ns() - T0 >= 3 * 10**9  # it waited 1 s, then 2 s, between attempts
+    assert isinstance(s.broker, Unreachable) and s.broker.calls == 3
+    assert s.risk.state is RiskState.HALTED
+    assert s.risk.reason == "reconciliation failed: connection refused"
+    assert not s.risk.reconciling
+
+
+@pytest.mark.anyio
+async def test_fills_since_the_last_reconciliation_are_asked_for() -> None:
+    asked: list[int] = []
+
+    class Recording(SimBroker):
+        async def fills(self, since_ns: int) -> list[Fill]:
+            asked.append(since_ns)
+            return await super().fills(since_ns)
+
+    s = Setup(Recording)
+    await s.actor.on_start()
+    await s.actor.handle([request("c1"), trade(100.0, 7)])
+    await s.actor.reconcile("test")
+    await s.actor.reconcile("test")
+    assert asked == [0, 0, T0 + 7 * 10**9]

@@ -48,6 +48,7 @@ from .indicators import IndicatorActor
 from .portfolio import Portfolio
 from .risk import RiskActor, RiskEngine
 from .strategy_host import StrategyHost
+from .warmup import WarmUp, WarmUpSettings
 
 __all__ = ["DEFAULT_INDICATORS", "App"]
 
@@ -90,6 +91,7 @@ class App:
         self.actors: list[Actor[Any]] = []
         self.feeds: list[Feed] = []
         self.control: ControlWatcher | None = None  # the operator's switch, when trading
+        self.warmup: WarmUp | None = None  # history for the bank before the feeds connect
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
@@ -171,6 +173,16 @@ class App:
             broker_box, self.broker, self.risk, bus.publish_many, self.clock
         )
         self.actors += [self.host, self.risk_actor, self.broker_actor]
+        alpaca = config.alpaca
+        if alpaca.warmup_bars:
+            settings = WarmUpSettings(
+                bars=alpaca.warmup_bars,
+                stocks=config.symbols.stocks,
+                crypto=config.symbols.crypto,
+                feed="sip" if alpaca.feed == "sip" else "iex",
+                data_url=alpaca.data_url,
+            )
+            self.warmup = WarmUp(settings, alpaca.key_id, alpaca.secret_key, self.clock)
         self.control = ControlWatcher(directory, self.risk, self.clock)
 
     def _broker(self) -> Broker:
@@ -304,6 +316,10 @@ class App:
         async with anyio.create_task_group() as actors:
             for actor, done in zip(self.actors, finished, strict=True):
                 await actors.start(self._supervised, actor, done)
+            if self.warmup is not None:
+                history = await self.warmup.fetch()
+                await self.indicators.mailbox.send_many(list(history))
+                await self.risk_actor.mailbox.send_many(list(history))  # first marks
             async with anyio.create_task_group() as feeds:
                 if self.control is not None:
                     await feeds.start(self.control.run)

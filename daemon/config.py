@@ -83,6 +83,9 @@ class AlpacaConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     trading_stream_url: str = ""  # "" : wss://paper-api.alpaca.markets/stream when paper, else live
     data_url: str = "https://data.alpaca.markets"  # REST history: the bars a gap missed
     backfill: bool = True  # fetch those bars (bar subscriptions; iex and sip feeds)
+    # At start, feed the bank each symbol's last N minute bars from the REST history (0: none),
+    # so strategies trade from the first live bar. Never traded on.
+    warmup_bars: Annotated[int, Meta(ge=0, le=10_000)] = 0
 
 
 class SymbolsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -21,3 +21,4 @@ def test_the_console_script_runs_the_demo() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("demo: ok")
     assert result.stdout.count("round trip exact") == 4
+    assert "books agree" in result.stdout and " fills," in result.stdout

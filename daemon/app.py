@@ -16,7 +16,15 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from tickd.codecs.schema import Bar, ChannelSets, CryptoBar, CryptoTrade, OrderUpdate, Trade
+from tickd.codecs.schema import (
+    Bar,
+    ChannelSets,
+    CryptoBar,
+    CryptoTrade,
+    News,
+    OrderUpdate,
+    Trade,
+)
 from tickd.strategies.base import OrderIntent, Strategy
 from tickd.strategies.catalog import build
 from tickd.strategies.indicators import Bank, Spec
@@ -154,7 +162,13 @@ class App:
             for kind in strategy.events:
                 if kind in bank_kinds:
                     continue  # they come from the indicator actor, after the bank took them
-                bus.subscribe(host, kind, None if kind is OrderUpdate else strategy.symbols)
+                if kind is OrderUpdate:
+                    bus.subscribe(host, kind)
+                elif kind is News:  # news names crypto pairs without the slash (BTCUSD)
+                    names = {*strategy.symbols, *(s.replace("/", "") for s in strategy.symbols)}
+                    bus.subscribe(host, kind, sorted(names))
+                else:
+                    bus.subscribe(host, kind, strategy.symbols)
         traded = sorted({s for k in self.strategies for s in k.symbols})
         risk: Mailbox[Any] = Mailbox("risk", runtime.mailbox_capacity)
         for kind in (OrderIntent, OrderUpdate):

@@ -235,12 +235,26 @@ def _check_trading(config: Config) -> None:
             "live trading needs both broker.live = true and alpaca.paper = false",
             "$.broker.live",
         )
+    from tickd.strategies.catalog import build  # on use: numba loads only when trading
+
     names = [s.name or s.kind for s in config.strategies]
-    for i, name in enumerate(names):
+    followed = (*config.symbols.stocks, *config.symbols.crypto)
+    for i, (strategy, name) in enumerate(zip(config.strategies, names, strict=True)):
+        where = f"$.strategies[{i}]"
         if names.index(name) != i:
+            raise ConfigError(f"two strategies named {name!r}: give each a name", f"{where}.name")
+        symbols = strategy.symbols or followed
+        if not symbols:
+            raise ConfigError("no symbols: set it or symbols.stocks/crypto", f"{where}.symbols")
+        if stray := sorted(set(symbols) - set(followed)):
             raise ConfigError(
-                f"two strategies named {name!r}: give each a name", f"$.strategies[{i}].name"
+                f"{', '.join(stray)} not in symbols.stocks/crypto (the daemon must follow them)",
+                f"{where}.symbols",
             )
+        try:
+            build(strategy.kind, name=name, symbols=symbols, params=strategy.params)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where) from exc
 
 
 def state_dir(config: Config, environ: Mapping[str, str] | None = None) -> Path:

@@ -56,6 +56,7 @@ class HostedStrategy:
                 raise ValueError(f"strategy {strategy.name!r}: {symbol} is not a daemon symbol")
             self.member[rows[symbol]] = True
         self.symbols = frozenset(strategy.symbols)
+        self.news_symbols = self.symbols | {s.replace("/", "") for s in self.symbols}
         self.columns: dict[Spec | tuple[Spec, str], int] = {}
         for spec in strategy.indicators:
             outputs = spec.indicator.outputs
@@ -116,8 +117,8 @@ class StrategyHost(Actor[Any]):
     @staticmethod
     def _concerns(hosted: HostedStrategy, event: Any) -> bool:
         symbol = getattr(event, "symbol", None)
-        if type(event) is News:
-            return not hosted.symbols.isdisjoint(event.symbols)
+        if type(event) is News:  # crypto pairs appear without the slash in news (BTCUSD)
+            return not hosted.news_symbols.isdisjoint(event.symbols)
         if symbol is None:  # an event for every strategy (e.g. an order update's order)
             order = getattr(event, "order", None)
             return order is None or order.symbol in hosted.symbols

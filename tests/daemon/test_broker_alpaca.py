@@ -15,7 +15,10 @@ from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.models import Position as AlpacaPosition
 from structlog.testing import capture_logs
 
+from tickd.codecs.schema import OrderUpdate
 from tickd.codecs.timestamps import parse_rfc3339_ns
+from tickd.daemon.actors import Mailbox
+from tickd.daemon.broker.actor import BrokerActor
 from tickd.daemon.broker.alpaca import (
     AlpacaBroker,
     AlpacaBrokerSettings,
@@ -29,6 +32,9 @@ from tickd.daemon.broker.base import (
 )
 from tickd.daemon.broker.ratelimit import TokenBucket
 from tickd.daemon.clock import Clock, ManualClock
+from tickd.daemon.config import RiskConfig
+from tickd.daemon.portfolio import Portfolio
+from tickd.daemon.risk import RiskEngine
 from tickd.strategies.base import OrderIntent
 
 from .alpaca_rest_server import AlpacaRestServer, Fault, error, garbage, late, lost
@@ -482,3 +488,34 @@ async def test_calls_run_in_a_bounded_pool_off_the_event_loop(server: AlpacaRest
     assert ticks > 0
     assert results == [{}, {}, {}]
     assert len(server.requests("positions")) == 3
+
+
+async def test_a_restarted_daemon_reconciles_then_sends_a_replayed_decision_only_once(
+    server: AlpacaRestServer,
+) -> None:
+    """The broker actor over the real client: the venue's open orders, positions and fills
+    become the portfolio's before anything trades, and the decision the daemon was making when
+    it went down, made again, resolves to the order the venue already has."""
+    before = broker_for(server)
+    await before.submit(order_request("open-1", type="limit", limit_price=Decimal("150")))
+    await before.submit(order_request("done-1", "MSFT", qty=Decimal("2")))
+    server.fill("done-1", "401.25")
+
+    published: list[Any] = []
+
+    async def publish(items: list[Any]) -> None:
+        published.extend(items)
+
+    portfolio = Portfolio()
+    clock = ManualClock(10**18)
+    risk = RiskEngine(RiskConfig(), portfolio, ["AAPL", "MSFT"], [], clock)
+    actor = BrokerActor(Mailbox("broker", 10), broker_for(server), risk, publish, clock)
+    await actor.on_start()
+    assert portfolio.position("MSFT") == 2 and portfolio.working("AAPL") == 10
+    assert len(actor.differences) == 3  # the position, the open order, the missed fill
+    await actor.handle([order_request("done-1", "MSFT", qty=Decimal("2"))])
+    assert len(server.requests("submit")) == 3  # the replay was sent, and refused as a duplicate
+    assert len(server.orders) == 2 and server.orders["done-1"]["status"] == "filled"
+    (finished,) = [u for u in published if type(u) is OrderUpdate]
+    assert finished.event == "fill" and finished.qty is None  # done; its fill is in positions
+    assert portfolio.position("MSFT") == 2

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tickd.daemon.config import ConfigError, effective, load, missing_secrets, require_secrets
+from tickd.daemon.config import (
+    ConfigError,
+    effective,
+    load,
+    missing_secrets,
+    require_secrets,
+    state_dir,
+)
 
 GOOD = """
 [alpaca]
@@ -18,6 +25,14 @@ stocks = ["AAPL", "MSFT"]
 
 [runtime]
 restart_budget = 3
+"""
+
+
+TRADING = """
+[symbols]
+stocks = ["AAPL"]
+[[strategies]]
+kind = "ema_cross"
 """
 
 
@@ -84,6 +99,17 @@ def test_secrets_come_from_the_credentials_directory_before_the_environment(
         ("[runtime]\nrestart_backoff = 20.0\n", {}, "$.runtime.restart_backoff", "exceed"),
         ("[finnhub]\nenabled = true\n", {}, "$.finnhub.symbols", "no symbols to follow"),
         ("[newsapi]\nenabled = true\n", {}, "$.newsapi.terms", "nothing to search for"),
+        ("[broker]\nlive = true\n", {}, "$.broker.live", "needs both broker.live = true"),
+        ("[alpaca]\npaper = false\n", {}, "$.broker.live", "and alpaca.paper = false"),
+        ('[broker]\nkind = "ib"\n', {}, "$.broker.kind", "Invalid enum value 'ib'"),
+        ("[risk]\nmax_position = 0\n", {}, "$.risk.max_position", "> 0"),
+        ('[risk]\nstate = "paused"\n', {}, "$.risk.state", "Invalid enum value 'paused'"),
+        (TRADING + '[[strategies]]\nkind = "ema_cross"\n', {}, "$.strategies[1].name", "two"),
+        (TRADING, {"TICKD_SYMBOLS__STOCKS": "[]"}, "$.strategies[0].symbols", "no symbols"),
+        (TRADING + 'symbols = ["TSLA"]\n', {}, "$.strategies[0].symbols", "TSLA not in symbols"),
+        (TRADING + "params = {fastt = 3}\n", {}, "$.strategies[0]", "unknown parameter 'fastt'"),
+        (TRADING + "params = {fast = 30}\n", {}, "$.strategies[0]", "fast"),
+        (TRADING.replace("ema_cross", "martingale"), {}, "$.strategies[0]", "unknown strategy"),
     ],
 )
 def test_a_bad_key_is_named_with_what_was_expected(
@@ -114,3 +140,25 @@ def test_the_feeds_configured_say_which_secrets_are_missing() -> None:
         require_secrets(config)
     assert raised.value.path == "$.alpaca.key_id"
     require_secrets(load(None, environ={}))  # nothing configured: nothing needed
+    trading = load(None, environ={"TICKD_BROKER__KIND": "alpaca"})
+    assert missing_secrets(trading) == [("alpaca", "key_id"), ("alpaca", "secret_key")]
+
+
+def test_the_state_directory_comes_from_the_config_or_the_service_manager(
+    tmp_path: Path,
+) -> None:
+    assert state_dir(load(None, environ={}), environ={}) == Path("state")
+    given = {"STATE_DIRECTORY": "/var/lib/tickd:/var/lib/other"}  # systemd's, colon-separated
+    assert state_dir(load(None, environ={}), environ=given) == Path("/var/lib/tickd")
+    config = load(write(tmp_path, f'state_dir = "{tmp_path}"\n'), environ={})
+    assert state_dir(config, environ=given) == tmp_path
+
+
+def test_a_trading_config_decodes_strategies_risk_and_broker(tmp_path: Path) -> None:
+    text = TRADING + 'name = "trend"\nparams = {fast = 5, slow = 20, qty = "2.5"}\n'
+    text += '[risk]\nmax_daily_loss = 250\non_daily_loss = "halted"\n[broker]\nkind = "sim"\n'
+    config = load(write(tmp_path, text), environ={})
+    (strategy,) = config.strategies
+    assert (strategy.kind, strategy.name, strategy.params["qty"]) == ("ema_cross", "trend", "2.5")
+    assert config.risk.max_daily_loss == 250 and config.risk.on_daily_loss == "halted"
+    assert config.broker.kind == "sim" and not config.broker.live

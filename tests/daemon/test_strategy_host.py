@@ -22,7 +22,7 @@ from tickd.strategies.indicators import Bank, Spec, sma
 
 SMA = Spec("sma", {"timeperiod": 3})
 BANDS = Spec("bbands", {"timeperiod": 3})
-SYMBOLS = ("AAPL", "MSFT", "SPY")
+SYMBOLS = ("AAPL", "MSFT", "SPY", "BTC/USD")
 
 
 @njit(cache=True)
@@ -187,16 +187,21 @@ async def test_a_plain_strategy_sees_every_event_after_the_bank_took_it() -> Non
     other_news = News(
         provider="alpaca", id="2", ts_event=1, ts_updated=1, headline="h", symbols=("SPY",)
     )
+    crypto_news = News(
+        provider="alpaca", id="3", ts_event=1, ts_updated=1, headline="h", symbols=("BTCUSD",)
+    )
     update = OrderUpdate(event="new", order=Order(id="o", symbol="AAPL"))
     foreign = OrderUpdate(event="new", order=Order(id="p", symbol="SPY"))
-    _, sent = await run_host([strategy], [*events, news, other_news, update, foreign], [4])
+    strategy.symbols = ("AAPL", "BTC/USD")
+    mixed = [*events, news, other_news, crypto_news, update, foreign]
+    _, sent = await run_host([strategy], mixed, [4])
     got = [c for c in strategy.calls if type(c[0]) is Bar]
     assert [c[0] for c in got] == [e for e in events if e.symbol == "AAPL"]
     assert [c[1][0] for c in got if c[1]] == pytest.approx(
         sma(np.array(WAVES["AAPL"]), timeperiod=3), nan_ok=True
     )
     assert [c[2] for c in got] == [False, False] + [True] * 9
-    assert [c[0] for c in strategy.calls if c[1] is None] == [news, update]
+    assert [c[0] for c in strategy.calls if c[1] is None] == [news, crypto_news, update]
     assert len(sent) == 9  # one per warmed bar
 
 

@@ -178,6 +178,7 @@ class RiskEngine:
             return
         body = {"state": str(self.state), "reason": self.reason, "source": source}
         body["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.report.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.report.with_suffix(".tmp")
         temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
         os.replace(temporary, self.report)

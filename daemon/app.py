@@ -30,7 +30,7 @@ from tickd.strategies.catalog import build
 from tickd.strategies.indicators import Bank, Spec
 
 from .actors import Actor, Mailbox, RestartPolicy, Supervisor
-from .broker.actor import BrokerActor
+from .broker.actor import TRADE_UPDATES, BrokerActor
 from .broker.alpaca import AlpacaBroker, AlpacaBrokerSettings
 from .broker.base import Broker, OrderRequest
 from .broker.ids import load_salt
@@ -327,6 +327,7 @@ class App:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
         finished = [anyio.Event() for _ in self.actors]
+        started = self.clock.now_ns()
         async with anyio.create_task_group() as actors:
             for actor, done in zip(self.actors, finished, strict=True):
                 await actors.start(self._supervised, actor, done)
@@ -340,6 +341,12 @@ class App:
                 async with anyio.create_task_group() as starting:  # handshakes side by side
                     for feed in self.feeds:
                         starting.start_soon(feeds.start, feed.run)
+                if isinstance(getattr(self, "broker", None), AlpacaBroker):
+                    # Fills between the reconciliation at start and this first connection of
+                    # trade_updates came on no stream: ask the venue once more.
+                    await self.broker_actor.mailbox.send(
+                        FeedGap(source=TRADE_UPDATES, start_ns=started, end_ns=self.clock.now_ns())
+                    )
                 _log.info("daemon_ready", feeds=[f.source for f in self.feeds])
                 self.ready = True
                 task_status.started()

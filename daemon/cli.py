@@ -93,7 +93,7 @@ def _command(verb: str, config_path: str | None, directory: str | None, reason: 
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
     state = RiskState(_COMMANDS[verb])
-    path = write_command(where, state, reason or f"tickd {verb}")
+    path = write_command(where, state, reason or f"tickd {verb}").resolve()
     print(f"tickd: {state} (written to {path}; the daemon applies it within a second)")
     return EX_OK
 

@@ -239,11 +239,19 @@ def _check_trading(config: Config) -> None:
 
     names = [s.name or s.kind for s in config.strategies]
     followed = (*config.symbols.stocks, *config.symbols.crypto)
+    traded: set[str] = set()
     for i, (strategy, name) in enumerate(zip(config.strategies, names, strict=True)):
         where = f"$.strategies[{i}]"
         if names.index(name) != i:
             raise ConfigError(f"two strategies named {name!r}: give each a name", f"{where}.name")
         symbols = strategy.symbols or followed
+        if shared := sorted(set(symbols) & traded):
+            raise ConfigError(
+                f"{', '.join(shared)} already traded by another strategy (positions are kept per "
+                "symbol, so two strategies would size against each other's orders)",
+                f"{where}.symbols",
+            )
+        traded.update(symbols)
         if not symbols:
             raise ConfigError("no symbols: set it or symbols.stocks/crypto", f"{where}.symbols")
         if stray := sorted(set(symbols) - set(followed)):

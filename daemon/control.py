@@ -73,7 +73,17 @@ class ControlWatcher:
         self.engine.set_state(state, reason, "operator")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self.check()  # a command given while the daemon was down holds from the start
+        # A command given while the daemon was down holds from the start; one an earlier run
+        # already applied (older than the state that run reported) must not undo what came
+        # after it (a breach, a signal).
+        try:
+            status = self.path.stat()
+        except FileNotFoundError:
+            pass
+        else:
+            if status.st_mtime_ns <= self.engine.previous_report_ns:
+                self._seen = (status.st_mtime_ns, status.st_size)
+        self.check()
         task_status.started()
         while True:
             await self.clock.sleep(self.interval)

@@ -18,12 +18,28 @@ from msgspec import Struct
 from tickd.codecs.schema import Order, OrderUpdate
 from tickd.strategies.base import OrderIntent
 
-__all__ = ["FILL_EVENTS", "TERMINAL_EVENTS", "Portfolio", "Position", "WorkingOrder"]
+__all__ = [
+    "FILL_EVENTS",
+    "TERMINAL_EVENTS",
+    "Portfolio",
+    "Position",
+    "WorkingOrder",
+    "execution_key",
+]
 
 ZERO = Decimal(0)
 FILL_EVENTS = frozenset({"fill", "partial_fill"})
 # After these, an order no longer works (Alpaca's trade_updates events).
 TERMINAL_EVENTS = frozenset({"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})
+
+
+def execution_key(order_id: str, cumulative_qty: Decimal | None, execution_id: str | None) -> str:
+    """One name for an execution, whichever way it is reported: the order and its filled
+    quantity after it (the stream's order, the account activity's ``cum_qty``); Alpaca's
+    activity ids and the stream's execution ids are not the same string."""
+    if order_id and cumulative_qty is not None:
+        return f"{order_id}@{cumulative_qty.normalize()}"
+    return execution_id or order_id
 
 
 class Position(Struct, kw_only=True):
@@ -65,6 +81,9 @@ class Portfolio:
         self._seen_limit = seen_executions
         self.fills = 0
         self.duplicate_fills = 0  # executions seen before (a stream replaying after reconnect)
+        self.pending: set[str] = set()  # approved, not yet answered by the venue
+        self.frozen = False  # reconciling: order events wait in ``_held`` (see :meth:`freeze`)
+        self._held: list[OrderUpdate] = []
 
     # --- the Context a strategy reads -----------------------------------------------------------
 
@@ -120,17 +139,41 @@ class Portfolio:
             # reconciled before any mark (a restart): the position restarts at the first one
             held.avg_price = mark
 
-    def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
+    def add_working(self, client_order_id: str, intent: OrderIntent, pending: bool = False) -> None:
+        """Count an approved order as working; ``pending`` until the venue has answered for it
+        (reconciliation keeps a pending order the venue does not list yet)."""
         self.orders[client_order_id] = WorkingOrder(
             symbol=intent.symbol, signed_qty=intent.signed_qty, strategy=intent.strategy
         )
+        if pending:
+            self.pending.add(client_order_id)
+
+    def acknowledge(self, client_order_id: str) -> None:
+        """The venue answered for the order (placed or refused): it is no longer pending."""
+        self.pending.discard(client_order_id)
+
+    def freeze(self) -> None:
+        """Hold order events back while reconciliation replaces the state: applied in between
+        snapshots they would be lost (taken before a snapshot that lacks them) or doubled."""
+        self.frozen = True
+
+    def thaw(self) -> int:
+        """Apply the events held back (each execution once); returns how many there were."""
+        self.frozen = False
+        held, self._held = self._held, []
+        for update in held:
+            self.apply(update)
+        return len(held)
 
     def apply(self, update: OrderUpdate) -> bool:
         """Apply an order event; returns whether it changed a position (a new fill)."""
+        if self.frozen:
+            self._held.append(update)
+            return False
         order = update.order
         filled = False
-        if update.event in FILL_EVENTS and update.qty is not None and update.price is not None:
-            key = update.execution_id or f"{order.id}:{update.event}:{order.filled_qty}"
+        if update.event in FILL_EVENTS and update.qty and update.price is not None:
+            key = execution_key(order.id, order.filled_qty, update.execution_id)
             if key in self._seen:
                 self.duplicate_fills += 1
             else:
@@ -168,7 +211,8 @@ class Portfolio:
             if held.qty != qty:
                 held.qty = qty
                 held.avg_price = self.marks.get(symbol, held.avg_price) if qty else ZERO
-        working: dict[str, WorkingOrder] = {}
+        # An order approved but not yet answered for may simply not have reached the venue.
+        working = {c: self.orders[c] for c in self.pending if c in self.orders}
         for order in open_orders:
             qty = (order.qty or ZERO) - (order.filled_qty or ZERO)
             previous = self.orders.get(order.client_order_id)

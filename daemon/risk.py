@@ -55,6 +55,13 @@ class RiskState(StrEnum):
     REDUCING = "reducing"
     HALTED = "halted"
 
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {RiskState.ACTIVE: 0, RiskState.REDUCING: 1, RiskState.HALTED: 2}
+
 
 class RiskEngine:
     def __init__(
@@ -81,6 +88,9 @@ class RiskEngine:
         self._day: dt.date | None = None
         self._day_start_pnl = Decimal(0)
         self._breached: dt.date | None = None
+        #: When the report was last written before this start (ns; 0: never): an operator's
+        #: command file older than that was applied by an earlier run already.
+        self.previous_report_ns = 0
         self._limits = {
             name: Decimal(repr(getattr(config, name))).normalize()
             for name in (
@@ -90,7 +100,26 @@ class RiskEngine:
                 "max_daily_loss",
             )
         }
-        self._write_report("config")
+        self._restore()
+        self._write_report(self.reason if self.reason == "config" else "restart")
+
+    def _restore(self) -> None:
+        """Carry the day's stricter state over a restart: a breach today (or a halt) must not be
+        lifted by the service manager restarting the daemon."""
+        if self.report is None:
+            return
+        try:
+            self.previous_report_ns = self.report.stat().st_mtime_ns
+            before = json.loads(self.report.read_text(encoding="utf-8"))
+            state, day = RiskState(before["state"]), str(before.get("day"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no report (first start) or an unreadable one: the config decides
+        if day != str(self._today()):
+            return
+        if before.get("breached") == day:
+            self._breached = self._today()
+        if state.strictness > self.state.strictness:
+            self.state, self.reason = state, f"{before.get('reason', '')} (before a restart)"
 
     def set_state(self, state: RiskState, reason: str, source: str) -> bool:
         """Switch the trading state; returns whether it changed."""
@@ -139,9 +168,13 @@ class RiskEngine:
             self._sent.popleft()
         if len(self._sent) >= self.config.max_orders_per_minute:
             return "rate", f"{len(self._sent)} orders in the last minute"
-        price = intent.limit_price or portfolio.marks.get(symbol)
-        if price is None:
+        # Valued at the dearer of the limit and the last price: a marketable limit (a sell far
+        # below the market) must not slip past the notional limit.
+        mark, limit = portfolio.marks.get(symbol), intent.limit_price
+        prices = [p for p in (mark, limit) if p is not None]
+        if not prices:
             return "price", f"no price yet to value a {symbol} order"
+        price = max(prices)
         notional = intent.qty * price
         if notional > limits["max_order_notional"]:
             return "notional", f"order notional {notional:.2f} > {limits['max_order_notional']:f}"
@@ -158,26 +191,38 @@ class RiskEngine:
             )
         return None, ""
 
+    def _today(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self.clock.now_ns() / 1e9, tz=_NEW_YORK).date()
+
     def watch_loss(self) -> None:
-        """Track the New York trading day's PnL and act on a breach (once a day)."""
-        today = dt.datetime.fromtimestamp(self.clock.now_ns() / 1e9, tz=_NEW_YORK).date()
+        """Track the New York trading day's PnL and act on a breach (once a day). A breach only
+        ever makes the state stricter: it never lifts a halt."""
+        today = self._today()
         pnl = self.portfolio.pnl()
         if today != self._day:
             self._day, self._day_start_pnl = today, pnl
         loss = self._day_start_pnl - pnl
         if loss > self._limits["max_daily_loss"] and self._breached != today:
             self._breached = today
-            self.set_state(
-                RiskState(self.config.on_daily_loss),
-                f"daily loss {loss:.2f} > {self._limits['max_daily_loss']:f}",
-                "breach",
-            )
+            reason = f"daily loss {loss:.2f} > {self._limits['max_daily_loss']:f}"
+            state = RiskState(self.config.on_daily_loss)
+            if state.strictness > self.state.strictness:
+                self.set_state(state, reason, "breach")
+            else:
+                _log.warning("risk_daily_loss_breached", reason=reason, state=self.state)
+                self._write_report("breach")
 
     def _write_report(self, source: str) -> None:
         if self.report is None:
             return
-        body = {"state": str(self.state), "reason": self.reason, "source": source}
-        body["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body = {
+            "state": str(self.state),
+            "reason": self.reason,
+            "source": source,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "day": str(self._today()),  # New York trading day
+            "breached": str(self._breached) if self._breached else None,
+        }
         self.report.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.report.with_suffix(".tmp")
         temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
@@ -205,38 +250,44 @@ class RiskActor(Actor[Any]):
 
     async def handle(self, batch: list[Any]) -> None:
         portfolio, engine = self.portfolio, self.engine
-        approved: list[Any] = []
+        moved = False  # a fill or a mark: the day's PnL may have changed
         for item in batch:
             kind = type(item)
             if kind is OrderIntent:
-                coid = client_order_id(self.salt, item.strategy, item.event_id, item.symbol)
-                if coid in self._sent:
-                    self.repeated += 1  # the same decision again (a replayed event): one order
-                    continue
-                reason = engine.check(item)
-                if reason is None:
-                    self._sent[coid] = None
-                    if len(self._sent) > 100_000:
-                        self._sent.popitem(last=False)
-                    portfolio.add_working(coid, item)
-                    approved.append(OrderRequest(client_order_id=coid, intent=item))
-                else:
-                    self.denials.append((item, reason))
-                    _log.info(
-                        "intent_denied",
-                        strategy=item.strategy,
-                        symbol=item.symbol,
-                        side=item.side,
-                        qty=str(item.qty),
-                        reason=reason,
-                        event_id=item.event_id,
-                    )
+                await self._decide(item)
             elif kind is OrderUpdate:
-                if portfolio.apply(item):
-                    engine.watch_loss()
+                moved |= portfolio.apply(item)
             elif kind is Bar or kind is CryptoBar:
                 portfolio.mark(item.symbol, item.close)
+                moved = True
             elif kind is Trade or kind is CryptoTrade:
                 portfolio.mark(item.symbol, item.price)
-        if approved:
-            await self._send(approved)
+                moved = True
+        if moved:
+            engine.watch_loss()
+
+    async def _decide(self, intent: OrderIntent) -> None:
+        coid = client_order_id(self.salt, intent.strategy, intent.event_id, intent.symbol)
+        if coid in self._sent:
+            self.repeated += 1  # the same decision again (a replayed event): one order
+            return
+        reason = self.engine.check(intent)
+        if reason is not None:
+            self.denials.append((intent, reason))
+            _log.info(
+                "intent_denied",
+                strategy=intent.strategy,
+                symbol=intent.symbol,
+                side=intent.side,
+                qty=str(intent.qty),
+                reason=reason,
+                event_id=intent.event_id,
+            )
+            return
+        self._sent[coid] = None
+        if len(self._sent) > 100_000:
+            self._sent.popitem(last=False)
+        self.portfolio.add_working(coid, intent, pending=True)
+        # Sent at once, not at the end of the batch: whatever happens next in this batch, an
+        # order counted as working is on its way.
+        await self._send([OrderRequest(client_order_id=coid, intent=intent)])

@@ -1,15 +1,17 @@
 """The broker actor: sends approved orders, exactly once, and reconciles with the venue.
 
-Orders of one batch are submitted side by side (the adapter bounds its own concurrency). A
-refusal or an unreachable venue never crashes anything: it is logged, counted and published as
-a ``rejected`` :class:`~tickd.codecs.schema.OrderUpdate`, so the portfolio stops counting the
-order as working and the strategy sees what happened.
+Orders of one batch are submitted side by side (the adapter bounds its own concurrency). Nothing
+a broker raises crashes anything. A refusal is logged, counted and published as a ``rejected``
+:class:`~tickd.codecs.schema.OrderUpdate`, so the portfolio stops counting the order as working
+and the strategy sees what happened. Any other failure leaves the order's fate unknown, which is
+never taken as a rejection: the order stays working and a reconciliation asks the venue.
 
-Reconciliation runs at start and whenever the ``trade_updates`` stream reports a gap (it
-reconnected): the venue's open orders, positions and recent fills are compared with the
-portfolio, every difference is logged, and the portfolio takes the venue's state. Risk denies
-new intents while it runs; if the venue cannot be asked (after retries) trading is halted,
-because the daemon no longer knows what it holds.
+Reconciliation runs at start, once the ``trade_updates`` stream is first ready, whenever it
+reports a gap (it reconnected) and after an unknown outcome: the venue's recent fills, open
+orders and positions are compared with the portfolio, every difference is logged, and the
+portfolio takes the venue's state (crypto under the daemon's names: Alpaca lists positions as
+BTCUSD). Risk denies new intents while it runs; if the venue cannot be asked (after retries)
+trading is halted, because the daemon no longer knows what it holds.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+import msgspec
 import structlog
 
 from tickd.codecs.schema import Order, OrderUpdate
@@ -27,14 +30,17 @@ from tickd.codecs.schema import Order, OrderUpdate
 from ..actors import Actor, Mailbox
 from ..clock import Clock
 from ..feeds.base import FeedGap
-from ..portfolio import Portfolio
+from ..portfolio import Portfolio, execution_key
 from ..risk import RiskEngine, RiskState
-from .base import Broker, BrokerError, OrderRejectedError, OrderRequest
+from .base import Broker, BrokerError, Fill, OrderRejectedError, OrderRequest
 from .sim import SimBroker
 
-__all__ = ["BrokerActor"]
+__all__ = ["TRADE_UPDATES", "BrokerActor"]
+
+TRADE_UPDATES = "alpaca.trade_updates"  # the source name of the order-update feed's gaps
 
 _log = structlog.get_logger("tickd.broker")
+_T = TypeVar("_T", Order, Fill)
 # An order status that means no more events will come -> the trade_updates event it ended with.
 _FINISHED = {"filled": "fill", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}
 
@@ -47,7 +53,7 @@ class BrokerActor(Actor[Any]):
         risk: RiskEngine,
         publish: Callable[[list[Any]], Awaitable[None]],
         clock: Clock,
-        updates_source: str = "alpaca.trade_updates",
+        updates_source: str = TRADE_UPDATES,
         reconcile_attempts: int = 3,
     ) -> None:
         super().__init__("broker", mailbox)
@@ -63,7 +69,9 @@ class BrokerActor(Actor[Any]):
         self.differences: list[str] = []  # the latest reconciliation's findings
         self._publish = publish
         self._sim = broker if isinstance(broker, SimBroker) else None
-        self._since_ns = 0  # fills from here on are compared at the next reconciliation
+        # Fills from here on are compared at the next reconciliation: at start, the last day's.
+        self._since_ns = clock.now_ns() - 86_400 * 10**9
+        self._names = {s.replace("/", ""): s for s in risk.crypto if "/" in s}
 
     async def on_start(self) -> None:
         await self.reconcile("start")
@@ -118,17 +126,19 @@ class BrokerActor(Actor[Any]):
         except OrderRejectedError as exc:
             self.failed["rejected"] += 1
             log.warning("order_rejected", error=str(exc))
+            self.portfolio.acknowledge(request.client_order_id)
             await self._refused(request)
-        except BrokerError as exc:
-            self.failed["unavailable"] += 1
-            log.error("order_not_placed", error=str(exc))
-            await self._refused(request)
-        except Exception:  # an adapter bug: the order's fate is unknown; ask the venue
-            self.failed["error"] += 1
-            log.exception("order_submit_failed")
-            await self._refused(request)
-            await self.reconcile("a submit failed unexpectedly")
+        except Exception as exc:
+            # Unreachable venue, unreadable answer, adapter bug: the order may or may not be
+            # there. Never a rejection: it stays working until the venue says (the portfolio
+            # keeps a pending order through a reconciliation that does not list it yet, so
+            # acknowledge first, then ask; a failed reconciliation halts trading).
+            self.failed["unavailable" if isinstance(exc, BrokerError) else "error"] += 1
+            log.error("order_fate_unknown", error=f"{type(exc).__name__}: {exc}")
+            self.portfolio.acknowledge(request.client_order_id)
+            await self.reconcile("an order's fate is unknown")
         else:
+            self.portfolio.acknowledge(request.client_order_id)
             self.sent += 1
             log.info("order_sent", order_id=order.id, status=order.status)
             event = _FINISHED.get(order.status)
@@ -159,14 +169,21 @@ class BrokerActor(Actor[Any]):
         await self._publish([OrderUpdate(event="rejected", order=order, ts_event=now, ts_recv=now)])
 
     async def reconcile(self, why: str) -> None:
-        """Bring the portfolio in line with the venue; halt trading if the venue can't say."""
+        """Bring the portfolio in line with the venue; halt trading if the venue can't say.
+
+        Order events are held back meanwhile (:meth:`Portfolio.freeze`) and applied after, each
+        execution once. Positions are asked for last: every fill listed before it is in them.
+        """
         self.risk.reconciling = True
+        self.portfolio.freeze()
         try:
             for attempt in range(1, self.reconcile_attempts + 1):
                 try:
-                    orders = await self.broker.open_orders()
-                    positions = await self.broker.positions()
-                    fills = await self.broker.fills(self._since_ns)
+                    fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
+                    orders = [self._local(o) for o in await self.broker.open_orders()]
+                    positions = {
+                        self._names.get(s, s): q for s, q in (await self.broker.positions()).items()
+                    }
                     break
                 except Exception as exc:
                     _log.warning("reconcile_failed", why=why, attempt=attempt, error=str(exc))
@@ -178,7 +195,9 @@ class BrokerActor(Actor[Any]):
                     await self.clock.sleep(0.5 * 2**attempt)
             self.differences = self._compare(orders, positions, fills)
             for fill in fills:
-                self.portfolio.remember_execution(fill.execution_id)
+                self.portfolio.remember_execution(
+                    execution_key(fill.order_id, fill.cum_qty, fill.execution_id)
+                )
             self.portfolio.replace(positions, orders)
             self.reconciliations += 1
             self._since_ns = max((f.ts_event for f in fills), default=self._since_ns)
@@ -193,7 +212,15 @@ class BrokerActor(Actor[Any]):
                 differences=len(self.differences),
             )
         finally:
+            held = self.portfolio.thaw()
             self.risk.reconciling = False
+            if held:
+                _log.info("reconcile_events_applied", events=held)
+
+    def _local(self, item: _T) -> _T:
+        """The venue's item under the daemon's symbol (Alpaca names crypto positions BTCUSD)."""
+        symbol = self._names.get(item.symbol)
+        return item if symbol is None else msgspec.structs.replace(item, symbol=symbol)
 
     def _compare(
         self, orders: list[Order], positions: dict[str, Decimal], fills: list[Any]
@@ -207,7 +234,7 @@ class BrokerActor(Actor[Any]):
         venue_ids = {o.client_order_id for o in orders}
         found += [
             f"order {coid}: working locally, not open at the venue"
-            for coid in sorted(set(portfolio.orders) - venue_ids)
+            for coid in sorted(set(portfolio.orders) - venue_ids - portfolio.pending)
         ]
         found += [
             f"order {o.client_order_id}: open at the venue, unknown locally"
@@ -218,6 +245,6 @@ class BrokerActor(Actor[Any]):
             f"fill {f.execution_id} ({f.side} {f.qty} {f.symbol} at {f.price}): missed by the "
             "stream"
             for f in fills
-            if not portfolio.seen(f.execution_id)
+            if not portfolio.seen(execution_key(f.order_id, f.cum_qty, f.execution_id))
         ]
         return found

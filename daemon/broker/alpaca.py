@@ -139,6 +139,7 @@ class _FillWire(Struct):
     qty: Decimal
     price: Decimal
     transaction_time: str
+    cum_qty: Decimal | None = None
 
 
 def _api_failure(exc: APIError) -> _CallError:
@@ -342,6 +343,7 @@ class AlpacaBroker:
                 qty=item.qty,
                 price=item.price,
                 ts_event=ts,
+                cum_qty=item.cum_qty,
             )
             for ts, item in kept
         ]

@@ -46,6 +46,7 @@ class Fill(Struct, frozen=True, kw_only=True):
     qty: Decimal
     price: Decimal
     ts_event: int
+    cum_qty: Decimal | None = None  # the order's filled quantity after this execution
 
 
 class BrokerError(Exception):

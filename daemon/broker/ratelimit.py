@@ -18,15 +18,17 @@ _NS_PER_MINUTE = 60_000_000_000
 
 
 class TokenBucket:
-    """``rate_per_minute`` requests a minute on average, up to ``burst`` (default: a minute's
-    worth) at once after a quiet spell."""
+    """``rate_per_minute`` requests a minute on average, up to ``burst`` at once after a quiet
+    spell. Any 60 s window then sees at most ``rate_per_minute + burst`` requests, so the default
+    burst is a twentieth of the rate (10 of Alpaca's 200): a minute's worth would allow twice
+    the venue's limit in one window."""
 
     def __init__(
         self, rate_per_minute: float, burst: int | None = None, clock: Clock | None = None
     ) -> None:
         if not rate_per_minute > 0:
             raise ValueError(f"rate_per_minute must be > 0, got {rate_per_minute}")
-        burst = max(1, int(rate_per_minute)) if burst is None else burst
+        burst = max(1, int(rate_per_minute) // 20) if burst is None else burst
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
         self.rate_per_minute = rate_per_minute

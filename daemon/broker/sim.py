@@ -234,6 +234,7 @@ class SimBroker:
                 qty=qty,
                 price=price,
                 ts_event=ts,
+                cum_qty=qty,
             )
         )
         updates.append(

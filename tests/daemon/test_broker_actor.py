@@ -92,27 +92,95 @@ async def test_orders_are_sent_and_filled_in_the_order_of_the_batch() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_refused_order_becomes_a_rejected_update() -> None:
+    class Refusing(SimBroker):
+        async def submit(self, request: OrderRequest) -> Order:
+            raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
+
+    s = Setup(Refusing)
+    s.portfolio.add_working("c1", request().intent, pending=True)
+    await s.actor.handle([request()])
+    (rejected,) = s.events("rejected")
+    assert rejected.order.client_order_id == "c1" and rejected.order.status == "rejected"
+    assert s.actor.failed == {"rejected": 1} and s.actor.sent == 0
+    assert s.portfolio.orders == {} and s.portfolio.pending == set()
+    assert not s.risk.reconciling and s.risk.state is RiskState.ACTIVE
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("error", "counted"),
     [
-        (OrderRejectedError("insufficient buying power", status=403, code=40310000), "rejected"),
         (BrokerUnavailableError("timed out, not found", client_order_id="c1"), "unavailable"),
         (RuntimeError("adapter bug"), "error"),
     ],
 )
-async def test_a_refused_order_becomes_a_rejected_update(error: Exception, counted: str) -> None:
-    class Refusing(SimBroker):
+@pytest.mark.parametrize("placed", [True, False])
+async def test_an_unknown_outcome_is_never_a_rejection(
+    error: Exception, counted: str, placed: bool
+) -> None:
+    """The venue may hold the order though the call failed: reconciliation asks it."""
+
+    class Failing(SimBroker):
         async def submit(self, request: OrderRequest) -> Order:
+            if placed:
+                await super().submit(request)
             raise error
 
-    s = Setup(Refusing)
-    s.portfolio.add_working("c1", request().intent)
-    await s.actor.handle([request()])
-    (rejected,) = s.events("rejected")
-    assert rejected.order.client_order_id == "c1" and rejected.order.status == "rejected"
-    assert s.actor.failed == {counted: 1} and s.actor.sent == 0
-    assert s.portfolio.orders == {}  # no longer counted as working
-    assert not s.risk.reconciling and s.risk.state is RiskState.ACTIVE
+    s = Setup(Failing)
+    s.portfolio.add_working("c1", request(limit="50").intent, pending=True)
+    await s.actor.handle([request(limit="50")])
+    assert s.events("rejected") == [] and s.actor.failed == {counted: 1}
+    assert s.actor.reconciliations == 1
+    # Placed: the venue lists it and it stays working. Not placed: it is gone.
+    assert set(s.portfolio.orders) == ({"c1"} if placed else set())
+    assert s.portfolio.pending == set()
+
+
+@pytest.mark.anyio
+async def test_fills_arriving_during_a_reconciliation_count_once() -> None:
+    """The stream delivers a fill while the venue is being asked: applied once, after."""
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.add_working("c1", request("c1").intent, pending=True)
+    await s.actor.handle([request("c1"), trade(100.0, 1)])  # filled; published, applied
+    assert s.portfolio.position("AAPL") == 10
+    (fill,) = s.events("fill")
+
+    class Slow(SimBroker):
+        async def open_orders(self) -> list[Order]:
+            s.portfolio.apply(fill)  # the stream repeats it mid-reconciliation
+            s.portfolio.apply(fill)
+            return await super().open_orders()
+
+    s.broker.__class__ = Slow
+    await s.actor.reconcile("test")
+    assert s.portfolio.position("AAPL") == 10 and s.portfolio.duplicate_fills == 2
+    assert s.portfolio.frozen is False and s.actor.differences == []
+
+
+@pytest.mark.anyio
+async def test_an_order_approved_but_not_yet_sent_survives_a_reconciliation() -> None:
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.add_working("c7", request("c7").intent, pending=True)
+    await s.actor.handle([FeedGap(source="alpaca.trade_updates", start_ns=0, end_ns=1)])
+    assert s.portfolio.working("AAPL") == 10  # kept: the venue has not seen it yet
+    assert s.actor.differences == []
+
+
+@pytest.mark.anyio
+async def test_crypto_positions_come_back_under_the_daemons_names() -> None:
+    class AlpacaNames(SimBroker):
+        async def positions(self) -> dict[str, Decimal]:
+            return {"BTCUSD": Decimal("0.5"), "AAPL": Decimal(3)}
+
+    s = Setup(AlpacaNames)
+    s.risk.crypto = frozenset({"BTC/USD"})
+    s.actor = BrokerActor(Mailbox("broker", 10), s.broker, s.risk, s.publish, s.clock)
+    await s.actor.on_start()
+    assert s.portfolio.position("BTC/USD") == Decimal("0.5")
+    assert s.portfolio.position("BTCUSD") == 0 and s.portfolio.position("AAPL") == 3
 
 
 @pytest.mark.anyio
@@ -204,4 +272,5 @@ async def test_fills_since_the_last_reconciliation_are_asked_for() -> None:
     await s.actor.handle([request("c1"), trade(100.0, 7)])
     await s.actor.reconcile("test")
     await s.actor.reconcile("test")
-    assert asked == [0, 0, T0 + 7 * 10**9]
+    day_before = T0 - 86_400 * 10**9  # at start: the last day's fills
+    assert asked == [day_before, day_before, T0 + 7 * 10**9]

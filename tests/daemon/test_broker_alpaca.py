@@ -414,10 +414,13 @@ def test_paper_is_the_default_and_settings_are_checked() -> None:
         msgspec.convert({"paper": False, "live": True}, AlpacaBrokerSettings)
 
 
-async def test_the_201st_call_within_a_minute_waits() -> None:
+async def test_the_bucket_allows_a_small_burst_then_one_call_per_interval() -> None:
+    """200 a minute: 10 at once after a quiet spell (any 60 s window sees at most 210, not the
+    400 a minute-sized burst would allow), then one every 0.3 s, waiters in arrival order."""
     clock = ManualClock(5 * S)
     bucket = TokenBucket(200, clock=clock)
-    for _ in range(200):
+    assert bucket.burst == 10
+    for _ in range(10):
         assert await bucket.acquire() == 0.0
 
     waited: list[float] = []
@@ -437,11 +440,21 @@ async def test_the_201st_call_within_a_minute_waits() -> None:
     assert waited == [0.3, 0.6]  # waiters queue in arrival order
 
     clock.advance(60)  # a quiet minute fills the bucket again, no more
+    for _ in range(10):
+        assert await bucket.acquire() == 0.0
+    with anyio.move_on_after(0.05) as scope:
+        await bucket.acquire()
+    assert scope.cancelled_caught  # and the 11th waits again
+
+
+async def test_a_bucket_can_be_given_a_larger_burst() -> None:
+    clock = ManualClock(5 * S)
+    bucket = TokenBucket(200, burst=200, clock=clock)
     for _ in range(200):
         assert await bucket.acquire() == 0.0
     with anyio.move_on_after(0.05) as scope:
         await bucket.acquire()
-    assert scope.cancelled_caught  # and the 201st of this minute waits again
+    assert scope.cancelled_caught
 
 
 def test_a_token_bucket_needs_a_positive_rate_and_burst() -> None:

@@ -106,6 +106,12 @@ def test_secrets_come_from_the_credentials_directory_before_the_environment(
         ('[risk]\nstate = "paused"\n', {}, "$.risk.state", "Invalid enum value 'paused'"),
         (TRADING + '[[strategies]]\nkind = "ema_cross"\n', {}, "$.strategies[1].name", "two"),
         (TRADING, {"TICKD_SYMBOLS__STOCKS": "[]"}, "$.strategies[0].symbols", "no symbols"),
+        (
+            TRADING + '[[strategies]]\nkind = "rsi_reversion"\n',
+            {},
+            "$.strategies[1].symbols",
+            "AAPL already traded by another strategy",
+        ),
         (TRADING + 'symbols = ["TSLA"]\n', {}, "$.strategies[0].symbols", "TSLA not in symbols"),
         (TRADING + "params = {fastt = 3}\n", {}, "$.strategies[0]", "unknown parameter 'fastt'"),
         (TRADING + "params = {fast = 30}\n", {}, "$.strategies[0]", "fast"),

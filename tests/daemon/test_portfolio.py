@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tickd.codecs.schema import Order, OrderUpdate
-from tickd.daemon.portfolio import Portfolio, Position
+from tickd.daemon.portfolio import Portfolio, Position, execution_key
 from tickd.strategies.base import OrderIntent
 
 D = Decimal
@@ -375,3 +375,44 @@ def test_the_execution_memory_is_bounded_and_forgets_the_oldest() -> None:
     book.remember_execution("x4")
     assert [book.seen(f"x{n}") for n in (2, 3, 4)] == [False, True, True]
     assert book.position("AAPL") == D(3)
+
+
+# --- reconciliation support --------------------------------------------------------------------
+
+
+def test_an_execution_is_one_whichever_way_it_is_reported() -> None:
+    """The stream names it by execution id, the account activity by its own id: both name the
+    order and its filled quantity after it."""
+    book = Portfolio()
+    book.remember_execution(execution_key("id-c1", D("10.0"), "20240305::activity"))
+    stream = update("fill", "buy", "10", "100", execution_id="uuid-1", filled_qty="10")
+    assert book.apply(stream) is False and book.duplicate_fills == 1
+    assert execution_key("", None, "x9") == "x9"
+
+
+def test_a_fill_of_nothing_changes_nothing() -> None:
+    book = Portfolio()
+    assert book.apply(update("fill", "buy", "0", "100")) is False
+    assert book.positions == {} and book.fills == 0
+
+
+def test_events_wait_while_frozen_and_apply_once_after() -> None:
+    book = Portfolio()
+    book.freeze()
+    first = update("fill", "buy", "10", "100", execution_id="x1")
+    assert book.apply(first) is False and book.apply(first) is False
+    assert book.position("AAPL") == 0  # held back
+    book.replace({"AAPL": D(0)}, [])
+    assert book.thaw() == 2
+    assert book.position("AAPL") == 10 and book.duplicate_fills == 1 and not book.frozen
+
+
+def test_a_pending_order_survives_a_replace_until_acknowledged() -> None:
+    book = Portfolio()
+    book.add_working("c1", intent(), pending=True)
+    book.add_working("c2", intent())
+    book.replace({}, [])
+    assert set(book.orders) == {"c1"}  # c2 was answered for and the venue lacks it: gone
+    book.acknowledge("c1")
+    book.replace({}, [])
+    assert book.orders == {} and book.pending == set()

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
@@ -254,3 +255,53 @@ async def test_the_risk_actor_sends_approved_orders_once_with_their_ids() -> Non
         ]
     )
     assert risk.portfolio.position("AAPL") == 10 and risk.portfolio.working("AAPL") == 0
+
+
+def test_a_breach_never_lifts_a_halt() -> None:
+    risk = engine(max_daily_loss=100)  # a breach switches to reducing
+    risk.portfolio.apply(fill("buy", "10", "100"))
+    risk.watch_loss()
+    risk.set_state(RiskState.HALTED, "operator says", "operator")
+    risk.portfolio.mark("AAPL", 80.0)
+    assert risk.check(intent("sell", "5")) == "trading is halted (operator says)"
+    assert risk.state is RiskState.HALTED
+
+
+def test_a_marketable_limit_is_valued_at_the_market() -> None:
+    risk = engine(max_order_notional=1000)  # AAPL marked at 100
+    cheap_sell = intent("sell", "50", type="limit", limit_price=Decimal("0.01"))
+    assert "order notional 5000.00" in (risk.check(cheap_sell) or "")
+
+
+def test_a_restart_keeps_the_days_breach_and_ignores_old_commands(tmp_path: Path) -> None:
+    risk = engine(tmp_path, max_daily_loss=100)
+    write_command(tmp_path, RiskState.ACTIVE, "an old resume")
+    ControlWatcher(tmp_path, risk, risk.clock).check()
+    risk.portfolio.apply(fill("buy", "10", "100"))
+    risk.watch_loss()
+    risk.portfolio.mark("AAPL", 80.0)
+    risk.watch_loss()
+    assert risk.state is RiskState.REDUCING
+    report = json.loads((tmp_path / "risk.json").read_text())
+    assert (report["source"], report["breached"], report["day"]) == (
+        "breach",
+        "2024-03-05",
+        "2024-03-05",
+    )
+
+    restarted = engine(tmp_path, max_daily_loss=100)  # same day: the breach holds
+    assert restarted.state is RiskState.REDUCING and "before a restart" in restarted.reason
+    watcher = ControlWatcher(tmp_path, restarted, restarted.clock)
+
+    async def start() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(watcher.run)
+            tg.cancel_scope.cancel()
+
+    anyio.run(start)
+    assert restarted.state is RiskState.REDUCING  # the old resume was not applied again
+    assert watcher.applied == 0
+    tomorrow = msgspec.convert({"max_daily_loss": 100}, RiskConfig)
+    clock = ManualClock(OPEN_NS + 24 * 3600 * 10**9)
+    fresh = RiskEngine(tomorrow, Portfolio(), ["AAPL"], [], clock, tmp_path / "risk.json")
+    assert fresh.state is RiskState.ACTIVE  # a new day starts from the config

@@ -156,7 +156,6 @@ class App:
             symbols,
             self.portfolio,
             bus.publish_many,
-            trade_after_ns=self.clock.now_ns(),
         )
         for strategy in self.strategies:
             for kind in strategy.events:
@@ -333,6 +332,8 @@ class App:
                 await actors.start(self._supervised, actor, done)
             if self.warmup is not None:
                 history = await self.warmup.fetch()
+                if history:  # decisions on these bars prime the strategies; they never trade
+                    self.host.trade_after_ns = max(b.ts_event for b in history) + 1
                 await self.indicators.mailbox.send_many(list(history))
                 await self.risk_actor.mailbox.send_many(list(history))  # first marks
             async with anyio.create_task_group() as feeds:

@@ -11,8 +11,10 @@ kinds its strategies asked for (news, quotes, order updates, ...). For each stra
   symbols and kinds.
 
 A strategy that raises is logged with the event and counted; the others go on, and so does the
-daemon. Intents from events older than ``trade_after_ns`` (the history a warm-up fed) are
-counted and dropped: warm-up primes indicators and strategy state, it never trades.
+daemon. Intents from events before ``trade_after_ns`` (just after the last bar a warm-up fed
+from history; 0 without one) are counted and dropped: warm-up primes indicators and strategy
+state, it never trades. (A cut by the clock would also drop the first live bar, whose time is
+the start of its minute, and every bar of a delayed feed.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ worker threads (alpa-py's calls block) bounded by ``workers``, each with a timeo
 are taken raw and decoded by the same codec as the gap backfill, so a bar's time is exact to the
 nanosecond and a malformed bar is a typed, counted error. A symbol whose history cannot be had is
 logged and counted; the daemon starts anyway and that symbol warms up live. The strategy host
-never trades on these bars (its ``trade_after_ns`` is the start time).
+never trades on these bars (its ``trade_after_ns`` is set just after the newest of them).
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ class App:
             symbols,
             self.portfolio,
             bus.publish_many,
+            paused=lambda: self.risk.reconciling,
         )
         for strategy in self.strategies:
             for kind in strategy.events:
@@ -335,7 +336,10 @@ class App:
                 if history:  # decisions on these bars prime the strategies; they never trade
                     self.host.trade_after_ns = max(b.ts_event for b in history) + 1
                 await self.indicators.mailbox.send_many(list(history))
-                await self.risk_actor.mailbox.send_many(list(history))  # first marks
+                # Risk's first marks: each symbol's newest bar only (the history's drift is no
+                # loss of today's, and a reconciled position starts at the newest price).
+                newest = {b.symbol: b for b in history}
+                await self.risk_actor.mailbox.send_many(list(newest.values()))
             async with anyio.create_task_group() as feeds:
                 if self.control is not None:
                     await feeds.start(self.control.run)

@@ -73,17 +73,13 @@ class ControlWatcher:
         self.engine.set_state(state, reason, "operator")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        # A command given while the daemon was down holds from the start; one an earlier run
-        # already applied (older than the state that run reported) must not undo what came
-        # after it (a breach, a signal).
-        try:
-            status = self.path.stat()
-        except FileNotFoundError:
-            pass
-        else:
-            if status.st_mtime_ns <= self.engine.previous_report_ns:
-                self._seen = (status.st_mtime_ns, status.st_size)
+        # The operator's last command holds from the start (given while the daemon was down,
+        # or before a restart); a stricter state restored from earlier today (a breach) is not
+        # lifted by an older command, only by a new one.
         self.check()
+        engine = self.engine
+        if engine.restored is not None and engine.restored.strictness > engine.state.strictness:
+            engine.set_state(engine.restored, engine.restored_reason, "restart")
         task_status.started()
         while True:
             await self.clock.sleep(self.interval)

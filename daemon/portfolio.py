@@ -81,7 +81,9 @@ class Portfolio:
         self._seen_limit = seen_executions
         self.fills = 0
         self.duplicate_fills = 0  # executions seen before (a stream replaying after reconnect)
-        self.pending: set[str] = set()  # approved, not yet answered by the venue
+        # Approved, and not yet seen at the venue (no order event for it, not listed by a
+        # reconciliation): client order id -> when it was approved (ns).
+        self.pending: dict[str, int] = {}
         self.frozen = False  # reconciling: order events wait in ``_held`` (see :meth:`freeze`)
         self._held: list[OrderUpdate] = []
 
@@ -139,31 +141,36 @@ class Portfolio:
             # reconciled before any mark (a restart): the position restarts at the first one
             held.avg_price = mark
 
-    def add_working(self, client_order_id: str, intent: OrderIntent, pending: bool = False) -> None:
-        """Count an approved order as working; ``pending`` until the venue has answered for it
-        (reconciliation keeps a pending order the venue does not list yet)."""
+    def add_working(
+        self, client_order_id: str, intent: OrderIntent, pending_since: int | None = None
+    ) -> None:
+        """Count an approved order as working; with ``pending_since`` (the approval's time) it
+        is pending until an order event or a reconciliation shows it at the venue: a
+        reconciliation keeps a pending order the venue does not list yet."""
         self.orders[client_order_id] = WorkingOrder(
             symbol=intent.symbol, signed_qty=intent.signed_qty, strategy=intent.strategy
         )
-        if pending:
-            self.pending.add(client_order_id)
+        if pending_since is not None:
+            self.pending[client_order_id] = pending_since
 
     def acknowledge(self, client_order_id: str) -> None:
-        """The venue answered for the order (placed or refused): it is no longer pending."""
-        self.pending.discard(client_order_id)
+        """The venue's fate for the order is known (seen, or refused): no longer pending."""
+        self.pending.pop(client_order_id, None)
 
     def freeze(self) -> None:
         """Hold order events back while reconciliation replaces the state: applied in between
         snapshots they would be lost (taken before a snapshot that lacks them) or doubled."""
         self.frozen = True
 
-    def thaw(self) -> int:
-        """Apply the events held back (each execution once); returns how many there were."""
+    def thaw(self) -> tuple[int, bool]:
+        """Apply the events held back (each execution once); returns how many there were and
+        whether any moved a position."""
         self.frozen = False
         held, self._held = self._held, []
+        moved = False
         for update in held:
-            self.apply(update)
-        return len(held)
+            moved |= self.apply(update)
+        return len(held), moved
 
     def apply(self, update: OrderUpdate) -> bool:
         """Apply an order event; returns whether it changed a position (a new fill)."""
@@ -171,6 +178,7 @@ class Portfolio:
             self._held.append(update)
             return False
         order = update.order
+        self.pending.pop(order.client_order_id, None)  # the venue has it (or refused it)
         filled = False
         if update.event in FILL_EVENTS and update.qty and update.price is not None:
             key = execution_key(order.id, order.filled_qty, update.execution_id)
@@ -202,16 +210,30 @@ class Portfolio:
         if len(self._seen) > self._seen_limit:
             self._seen.popitem(last=False)
 
-    def replace(self, positions: dict[str, Decimal], open_orders: list[Order]) -> None:
+    def replace(
+        self,
+        positions: dict[str, Decimal],
+        open_orders: list[Order],
+        stale_before_ns: int | None = None,
+    ) -> list[str]:
         """Take the venue's positions and open orders as the truth (reconciliation). Average
-        prices of positions that did not change are kept; a changed one restarts at the mark."""
+        prices of positions that did not change are kept; a changed one restarts at the mark.
+        A pending order the venue does not list is kept (it may not have arrived yet) unless it
+        was approved before ``stale_before_ns``; returns the client order ids dropped so."""
         for symbol in set(self.positions) | set(positions):
             qty = positions.get(symbol, ZERO)
             held = self.positions.setdefault(symbol, Position())
             if held.qty != qty:
                 held.qty = qty
                 held.avg_price = self.marks.get(symbol, held.avg_price) if qty else ZERO
-        # An order approved but not yet answered for may simply not have reached the venue.
+        listed = {o.client_order_id for o in open_orders}
+        dropped = sorted(
+            c
+            for c, since in self.pending.items()
+            if c not in listed and stale_before_ns is not None and since < stale_before_ns
+        )
+        for coid in listed | set(dropped):
+            self.pending.pop(coid, None)
         working = {c: self.orders[c] for c in self.pending if c in self.orders}
         for order in open_orders:
             qty = (order.qty or ZERO) - (order.filled_qty or ZERO)
@@ -222,3 +244,4 @@ class Portfolio:
                 strategy=previous.strategy if previous else "",
             )
         self.orders = working
+        return dropped

@@ -88,9 +88,9 @@ class RiskEngine:
         self._day: dt.date | None = None
         self._day_start_pnl = Decimal(0)
         self._breached: dt.date | None = None
-        #: When the report was last written before this start (ns; 0: never): an operator's
-        #: command file older than that was applied by an earlier run already.
-        self.previous_report_ns = 0
+        #: A stricter state carried over from earlier today (see :meth:`_restore`), and why.
+        self.restored: RiskState | None = None
+        self.restored_reason = ""
         self._limits = {
             name: Decimal(repr(getattr(config, name))).normalize()
             for name in (
@@ -109,7 +109,6 @@ class RiskEngine:
         if self.report is None:
             return
         try:
-            self.previous_report_ns = self.report.stat().st_mtime_ns
             before = json.loads(self.report.read_text(encoding="utf-8"))
             state, day = RiskState(before["state"]), str(before.get("day"))
         except (OSError, ValueError, KeyError, TypeError):
@@ -119,7 +118,9 @@ class RiskEngine:
         if before.get("breached") == day:
             self._breached = self._today()
         if state.strictness > self.state.strictness:
-            self.state, self.reason = state, f"{before.get('reason', '')} (before a restart)"
+            self.restored = state
+            self.restored_reason = f"{before.get('reason', '')} (before a restart)"
+            self.state, self.reason = state, self.restored_reason
 
     def set_state(self, state: RiskState, reason: str, source: str) -> bool:
         """Switch the trading state; returns whether it changed."""
@@ -287,7 +288,7 @@ class RiskActor(Actor[Any]):
         self._sent[coid] = None
         if len(self._sent) > 100_000:
             self._sent.popitem(last=False)
-        self.portfolio.add_working(coid, intent, pending=True)
+        self.portfolio.add_working(coid, intent, pending_since=self.engine.clock.now_ns())
         # Sent at once, not at the end of the batch: whatever happens next in this batch, an
         # order counted as working is on its way.
         await self._send([OrderRequest(client_order_id=coid, intent=intent)])

@@ -11,10 +11,12 @@ kinds its strategies asked for (news, quotes, order updates, ...). For each stra
   symbols and kinds.
 
 A strategy that raises is logged with the event and counted; the others go on, and so does the
-daemon. Intents from events before ``trade_after_ns`` (just after the last bar a warm-up fed
-from history; 0 without one) are counted and dropped: warm-up primes indicators and strategy
-state, it never trades. (A cut by the clock would also drop the first live bar, whose time is
-the start of its minute, and every bar of a delayed feed.)
+daemon. While ``paused()`` says so (a reconciliation with the broker is replacing local state)
+the host waits before deciding: strategies resume on the state the venue confirmed, and the
+events wait in the mailbox. Intents from events before ``trade_after_ns`` (just after the last
+bar a warm-up fed from history; 0 without one) are counted and dropped: warm-up primes
+indicators and strategy state, it never trades. (A cut by the clock would also drop the first
+live bar, whose time is the start of its minute, and every bar of a delayed feed.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
 import numpy as np
 import structlog
 from numpy.typing import NDArray
@@ -83,6 +86,7 @@ class StrategyHost(Actor[Any]):
         context: Context,
         send: Callable[[list[Any]], Awaitable[None]],
         trade_after_ns: int = 0,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__("strategies", mailbox)
         self.hosted = [HostedStrategy(s, bank, symbols) for s in strategies]
@@ -94,11 +98,14 @@ class StrategyHost(Actor[Any]):
         self.invalid_intents = 0  # for a symbol the strategy does not trade
         self.errors: Counter[str] = Counter()  # by strategy
         self._send = send
+        self._paused = paused
         capacity = bank.input.shape[0]
         self._changed = np.zeros(capacity, dtype=np.int64)
         self._signals = np.zeros(capacity, dtype=np.int64)
 
     async def handle(self, batch: list[Any]) -> None:
+        while self._paused():  # reconciling: decide on the state the venue confirms, after
+            await anyio.sleep(0.01)
         intents: list[OrderIntent] = []
         for item in batch:
             if type(item) is IndicatorBatch:

@@ -55,6 +55,7 @@ class BrokerActor(Actor[Any]):
         clock: Clock,
         updates_source: str = TRADE_UPDATES,
         reconcile_attempts: int = 3,
+        pending_limit: float = 30.0,
     ) -> None:
         super().__init__("broker", mailbox)
         self.broker = broker
@@ -63,6 +64,9 @@ class BrokerActor(Actor[Any]):
         self.clock = clock
         self.updates_source = updates_source
         self.reconcile_attempts = reconcile_attempts
+        self.pending_limit = pending_limit
+        self._reconciling = anyio.Lock()
+        self._unknown = False  # a submit of the batch ended with the order's fate unknown
         self.sent = 0
         self.failed: Counter[str] = Counter()  # by class: rejected, unavailable, error
         self.reconciliations = 0
@@ -111,6 +115,9 @@ class BrokerActor(Actor[Any]):
             async with anyio.create_task_group() as tg:
                 for request in requests:
                     tg.start_soon(self._submit, request)
+        if self._unknown:  # once the batch's submits are all answered, not in between
+            self._unknown = False
+            await self.reconcile("an order's fate is unknown")
 
     async def _submit(self, request: OrderRequest) -> None:
         intent = request.intent
@@ -130,15 +137,17 @@ class BrokerActor(Actor[Any]):
             await self._refused(request)
         except Exception as exc:
             # Unreachable venue, unreadable answer, adapter bug: the order may or may not be
-            # there. Never a rejection: it stays working until the venue says (the portfolio
-            # keeps a pending order through a reconciliation that does not list it yet, so
-            # acknowledge first, then ask; a failed reconciliation halts trading).
+            # there. Never a rejection: it stays working until the venue says. The adapter has
+            # looked it up already, so the reconciliation after the batch decides: no longer
+            # pending, it is kept if the venue lists it and dropped if not (a failed
+            # reconciliation halts trading).
             self.failed["unavailable" if isinstance(exc, BrokerError) else "error"] += 1
             log.error("order_fate_unknown", error=f"{type(exc).__name__}: {exc}")
             self.portfolio.acknowledge(request.client_order_id)
-            await self.reconcile("an order's fate is unknown")
+            self._unknown = True
         else:
-            self.portfolio.acknowledge(request.client_order_id)
+            # Still pending until its first order event (or a reconciliation lists it): a
+            # reconciliation already under way may have asked before the venue had it.
             self.sent += 1
             log.info("order_sent", order_id=order.id, status=order.status)
             event = _FINISHED.get(order.status)
@@ -171,51 +180,71 @@ class BrokerActor(Actor[Any]):
     async def reconcile(self, why: str) -> None:
         """Bring the portfolio in line with the venue; halt trading if the venue can't say.
 
-        Order events are held back meanwhile (:meth:`Portfolio.freeze`) and applied after, each
-        execution once. Positions are asked for last: every fill listed before it is in them.
+        One at a time. Order events are held back meanwhile (:meth:`Portfolio.freeze`) and
+        applied after, each execution once. The fills are asked for before and after the
+        positions: an execution listed by then and older than the positions request is in the
+        positions, so it is marked as applied. (What remains is a window of the clock skew and
+        one round trip.) A pending order the venue still does not list after ``pending_limit``
+        seconds is dropped and reported.
         """
-        self.risk.reconciling = True
-        self.portfolio.freeze()
-        try:
-            for attempt in range(1, self.reconcile_attempts + 1):
-                try:
-                    fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
-                    orders = [self._local(o) for o in await self.broker.open_orders()]
-                    positions = {
-                        self._names.get(s, s): q for s, q in (await self.broker.positions()).items()
-                    }
-                    break
-                except Exception as exc:
-                    _log.warning("reconcile_failed", why=why, attempt=attempt, error=str(exc))
-                    if attempt == self.reconcile_attempts:
-                        self.risk.set_state(
-                            RiskState.HALTED, f"reconciliation failed: {exc}", "reconcile"
-                        )
-                        return
-                    await self.clock.sleep(0.5 * 2**attempt)
-            self.differences = self._compare(orders, positions, fills)
-            for fill in fills:
-                self.portfolio.remember_execution(
-                    execution_key(fill.order_id, fill.cum_qty, fill.execution_id)
-                )
-            self.portfolio.replace(positions, orders)
-            self.reconciliations += 1
-            self._since_ns = max((f.ts_event for f in fills), default=self._since_ns)
-            for line in self.differences:
-                _log.warning("reconcile_difference", why=why, difference=line)
-            _log.info(
-                "reconciled",
-                why=why,
-                open_orders=len(orders),
-                positions=len(positions),
-                fills=len(fills),
-                differences=len(self.differences),
+        async with self._reconciling:
+            self.risk.reconciling = True
+            self.portfolio.freeze()
+            try:
+                await self._reconcile(why)
+            finally:
+                held, moved = self.portfolio.thaw()
+                self.risk.reconciling = False
+                if held:
+                    _log.info("reconcile_events_applied", events=held)
+                if moved:
+                    self.risk.watch_loss()
+
+    async def _reconcile(self, why: str) -> None:
+        for attempt in range(1, self.reconcile_attempts + 1):
+            try:
+                fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
+                orders = [self._local(o) for o in await self.broker.open_orders()]
+                asked_ns = self.clock.now_ns()
+                venue = await self.broker.positions()
+                positions = {self._names.get(s, s): q for s, q in venue.items()}
+                known = {f.execution_id for f in fills}
+                fills += [
+                    self._local(f)
+                    for f in await self.broker.fills(self._since_ns)
+                    if f.execution_id not in known and f.ts_event <= asked_ns
+                ]
+                break
+            except Exception as exc:
+                _log.warning("reconcile_failed", why=why, attempt=attempt, error=str(exc))
+                if attempt == self.reconcile_attempts:
+                    self.risk.set_state(
+                        RiskState.HALTED, f"reconciliation failed: {exc}", "reconcile"
+                    )
+                    return
+                await self.clock.sleep(0.5 * 2**attempt)
+        self.differences = self._compare(orders, positions, fills)
+        portfolio = self.portfolio
+        for fill in fills:
+            portfolio.remember_execution(
+                execution_key(fill.order_id, fill.cum_qty, fill.execution_id)
             )
-        finally:
-            held = self.portfolio.thaw()
-            self.risk.reconciling = False
-            if held:
-                _log.info("reconcile_events_applied", events=held)
+            portfolio.acknowledge(fill.client_order_id)  # the venue has seen it
+        stale = self.clock.now_ns() - int(self.pending_limit * 1e9)
+        for coid in portfolio.replace(positions, orders, stale_before_ns=stale):
+            self.differences.append(f"order {coid}: approved, never seen at the venue")
+        self.reconciliations += 1
+        self._since_ns = max((f.ts_event for f in fills), default=self._since_ns)
+        for line in self.differences:
+            _log.warning("reconcile_difference", why=why, difference=line)
+        _log.info(
+            "reconciled",
+            why=why,
+            open_orders=len(orders),
+            positions=len(positions),
+            fills=len(fills),
+            differences=len(self.differences),
+        )
 
     def _local(self, item: _T) -> _T:
         """The venue's item under the daemon's symbol (Alpaca names crypto positions BTCUSD)."""
@@ -234,7 +263,7 @@ class BrokerActor(Actor[Any]):
         venue_ids = {o.client_order_id for o in orders}
         found += [
             f"order {coid}: working locally, not open at the venue"
-            for coid in sorted(set(portfolio.orders) - venue_ids - portfolio.pending)
+            for coid in sorted(set(portfolio.orders) - venue_ids - set(portfolio.pending))
         ]
         found += [
             f"order {o.client_order_id}: open at the venue, unknown locally"

@@ -234,7 +234,7 @@ class SimBroker:
                 qty=qty,
                 price=price,
                 ts_event=ts,
-                cum_qty=qty,
+                cum_qty=filled.filled_qty,
             )
         )
         updates.append(

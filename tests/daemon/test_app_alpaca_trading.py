@@ -118,9 +118,13 @@ params = {{fast = 3, slow = 8, qty = 2, allow_short = true}}
             with anyio.fail_after(30):
                 async with anyio.create_task_group() as tg:
                     await tg.start(app.run)
-                    while app.broker_actor.reconciliations < 2 or len(streamed) < 2:
-                        await anyio.sleep(0.02)
-                    while app.portfolio.fills < len(streamed):
+                    while (  # every bar decided on, every order filled and the fill applied
+                        app.indicators.mailbox.stats.received < len(closes)
+                        or any(len(a.mailbox) or a.current for a in app.actors)
+                        or len(streamed) < len([c for c in rest.orders if c.startswith("tickd-")])
+                        or app.portfolio.fills < len(streamed)
+                        or app.broker_actor.reconciliations < 2
+                    ):
                         await anyio.sleep(0.02)
                     app.stop()
     # At start: the venue's position and open order became the portfolio's; once trade_updates

@@ -98,12 +98,12 @@ async def test_a_refused_order_becomes_a_rejected_update() -> None:
             raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
 
     s = Setup(Refusing)
-    s.portfolio.add_working("c1", request().intent, pending=True)
+    s.portfolio.add_working("c1", request().intent, pending_since=0)
     await s.actor.handle([request()])
     (rejected,) = s.events("rejected")
     assert rejected.order.client_order_id == "c1" and rejected.order.status == "rejected"
     assert s.actor.failed == {"rejected": 1} and s.actor.sent == 0
-    assert s.portfolio.orders == {} and s.portfolio.pending == set()
+    assert s.portfolio.orders == {} and s.portfolio.pending == {}
     assert not s.risk.reconciling and s.risk.state is RiskState.ACTIVE
 
 
@@ -128,13 +128,13 @@ async def test_an_unknown_outcome_is_never_a_rejection(
             raise error
 
     s = Setup(Failing)
-    s.portfolio.add_working("c1", request(limit="50").intent, pending=True)
+    s.portfolio.add_working("c1", request(limit="50").intent, pending_since=0)
     await s.actor.handle([request(limit="50")])
     assert s.events("rejected") == [] and s.actor.failed == {counted: 1}
     assert s.actor.reconciliations == 1
     # Placed: the venue lists it and it stays working. Not placed: it is gone.
     assert set(s.portfolio.orders) == ({"c1"} if placed else set())
-    assert s.portfolio.pending == set()
+    assert s.portfolio.pending == {}
 
 
 @pytest.mark.anyio
@@ -142,7 +142,7 @@ async def test_fills_arriving_during_a_reconciliation_count_once() -> None:
     """The stream delivers a fill while the venue is being asked: applied once, after."""
     s = Setup()
     await s.actor.on_start()
-    s.portfolio.add_working("c1", request("c1").intent, pending=True)
+    s.portfolio.add_working("c1", request("c1").intent, pending_since=0)
     await s.actor.handle([request("c1"), trade(100.0, 1)])  # filled; published, applied
     assert s.portfolio.position("AAPL") == 10
     (fill,) = s.events("fill")
@@ -163,10 +163,14 @@ async def test_fills_arriving_during_a_reconciliation_count_once() -> None:
 async def test_an_order_approved_but_not_yet_sent_survives_a_reconciliation() -> None:
     s = Setup()
     await s.actor.on_start()
-    s.portfolio.add_working("c7", request("c7").intent, pending=True)
+    s.portfolio.add_working("c7", request("c7").intent, pending_since=s.clock.now_ns())
     await s.actor.handle([FeedGap(source="alpaca.trade_updates", start_ns=0, end_ns=1)])
     assert s.portfolio.working("AAPL") == 10  # kept: the venue has not seen it yet
     assert s.actor.differences == []
+    s.clock.advance(31)  # still not at the venue half a minute later: it never will be
+    await s.actor.reconcile("test")
+    assert s.portfolio.orders == {} and s.portfolio.pending == {}
+    assert s.actor.differences == ["order c7: approved, never seen at the venue"]
 
 
 @pytest.mark.anyio
@@ -273,4 +277,49 @@ async def test_fills_since_the_last_reconciliation_are_asked_for() -> None:
     await s.actor.reconcile("test")
     await s.actor.reconcile("test")
     day_before = T0 - 86_400 * 10**9  # at start: the last day's fills
-    assert asked == [day_before, day_before, T0 + 7 * 10**9]
+    # Each reconciliation asks twice: before and after the positions.
+    assert asked == [day_before] * 4 + [T0 + 7 * 10**9] * 2
+
+
+@pytest.mark.anyio
+async def test_unknown_outcomes_in_one_batch_lead_to_one_reconciliation() -> None:
+    class Failing(SimBroker):
+        async def submit(self, request: OrderRequest) -> Order:
+            await anyio.sleep(0)  # side by side in the task group
+            raise BrokerUnavailableError("timed out", client_order_id=request.client_order_id)
+
+    s = Setup(Failing)
+    await s.actor.on_start()
+    for coid in ("c1", "c2", "c3"):
+        s.portfolio.add_working(coid, request(coid).intent, pending_since=s.clock.now_ns())
+    await s.actor.handle([request("c1"), request("c2"), request("c3")])
+    assert s.actor.failed == {"unavailable": 3}
+    assert s.actor.reconciliations == 2  # the start, then one for the batch
+    assert s.portfolio.orders == {} and not s.portfolio.frozen and not s.risk.reconciling
+
+
+@pytest.mark.anyio
+async def test_a_fill_between_the_fills_and_the_positions_requests_counts_once() -> None:
+    """It is in the positions the venue gives, and the second fills request lists it: marked
+    as applied, so the stream's report of it is not added again."""
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.add_working("c1", request("c1").intent, pending_since=s.clock.now_ns())
+    await s.broker.submit(request("c1"))
+    stream: list[OrderUpdate] = []
+
+    class Racing(SimBroker):
+        async def open_orders(self) -> list[Order]:
+            if not stream:  # the fill happens now, after the first fills request
+                s.published.clear()
+                await SimBroker.on_market(self, [trade(100.0, 1)])
+                stream.extend(u for u in s.published if type(u) is OrderUpdate)
+            return await super().open_orders()
+
+    s.broker.__class__ = Racing
+    s.clock.set(T0 + 2 * 10**9)  # the fill (at T0 + 1 s) is before the positions request
+    await s.actor.reconcile("test")  # the stream's report arrives meanwhile: held, then skipped
+    assert s.portfolio.position("AAPL") == 10
+    for update in stream:  # the stream delivers it after the reconciliation
+        s.portfolio.apply(update)
+    assert s.portfolio.position("AAPL") == 10

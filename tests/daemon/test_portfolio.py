@@ -403,16 +403,16 @@ def test_events_wait_while_frozen_and_apply_once_after() -> None:
     assert book.apply(first) is False and book.apply(first) is False
     assert book.position("AAPL") == 0  # held back
     book.replace({"AAPL": D(0)}, [])
-    assert book.thaw() == 2
+    assert book.thaw() == (2, True)
     assert book.position("AAPL") == 10 and book.duplicate_fills == 1 and not book.frozen
 
 
 def test_a_pending_order_survives_a_replace_until_acknowledged() -> None:
     book = Portfolio()
-    book.add_working("c1", intent(), pending=True)
+    book.add_working("c1", intent(), pending_since=0)
     book.add_working("c2", intent())
     book.replace({}, [])
     assert set(book.orders) == {"c1"}  # c2 was answered for and the venue lacks it: gone
     book.acknowledge("c1")
     book.replace({}, [])
-    assert book.orders == {} and book.pending == set()
+    assert book.orders == {} and book.pending == {}

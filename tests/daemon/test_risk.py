@@ -273,7 +273,7 @@ def test_a_marketable_limit_is_valued_at_the_market() -> None:
     assert "order notional 5000.00" in (risk.check(cheap_sell) or "")
 
 
-def test_a_restart_keeps_the_days_breach_and_ignores_old_commands(tmp_path: Path) -> None:
+def test_a_restart_keeps_the_days_breach_over_an_older_command(tmp_path: Path) -> None:
     risk = engine(tmp_path, max_daily_loss=100)
     write_command(tmp_path, RiskState.ACTIVE, "an old resume")
     ControlWatcher(tmp_path, risk, risk.clock).check()
@@ -299,9 +299,32 @@ def test_a_restart_keeps_the_days_breach_and_ignores_old_commands(tmp_path: Path
             tg.cancel_scope.cancel()
 
     anyio.run(start)
-    assert restarted.state is RiskState.REDUCING  # the old resume was not applied again
-    assert watcher.applied == 0
+    assert restarted.state is RiskState.REDUCING  # the old resume does not lift today's breach
+    assert watcher.applied == 1
+    write_command(tmp_path, RiskState.ACTIVE, "a new resume")
+    watcher.check()
+    assert restarted.state is RiskState.ACTIVE  # a new command does
     tomorrow = msgspec.convert({"max_daily_loss": 100}, RiskConfig)
     clock = ManualClock(OPEN_NS + 24 * 3600 * 10**9)
     fresh = RiskEngine(tomorrow, Portfolio(), ["AAPL"], [], clock, tmp_path / "risk.json")
     assert fresh.state is RiskState.ACTIVE  # a new day starts from the config
+
+
+def test_a_halt_holds_across_a_restart_on_another_day(tmp_path: Path) -> None:
+    risk = engine(tmp_path)
+    write_command(tmp_path, RiskState.HALTED, "until I say so")
+    ControlWatcher(tmp_path, risk, risk.clock).check()
+    assert risk.state is RiskState.HALTED
+    config = msgspec.convert({}, RiskConfig)
+    clock = ManualClock(OPEN_NS + 24 * 3600 * 10**9)
+    tomorrow = RiskEngine(config, Portfolio(), ["AAPL"], [], clock, tmp_path / "risk.json")
+    assert tomorrow.state is RiskState.ACTIVE and tomorrow.restored is None  # another day
+    watcher = ControlWatcher(tmp_path, tomorrow, clock)
+
+    async def start() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(watcher.run)
+            tg.cancel_scope.cancel()
+
+    anyio.run(start)
+    assert (tomorrow.state, tomorrow.reason) == (RiskState.HALTED, "until I say so")

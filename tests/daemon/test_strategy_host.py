@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from numba import njit
@@ -254,3 +255,21 @@ def test_a_strategy_symbol_the_daemon_does_not_follow_is_refused() -> None:
             Portfolio(),
             lambda items: None,  # type: ignore[arg-type,return-value]
         )
+
+
+@pytest.mark.anyio
+async def test_the_host_waits_while_paused_then_decides() -> None:
+    """A reconciliation replaces local state: decisions wait for it, none are lost."""
+    reconciling = [True]
+    host, sent = None, []
+
+    async def run() -> None:
+        nonlocal host, sent
+        host, sent = await run_host([Plain()], bars(WAVES), [100], paused=lambda: reconciling[0])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.sleep(0.1)
+        assert host is None  # the host has not finished its batch: it waits
+        reconciling[0] = False
+    assert len(sent) == 9

@@ -100,6 +100,7 @@ class App:
         self.feeds: list[Feed] = []
         self.control: ControlWatcher | None = None  # the operator's switch, when trading
         self.warmup: WarmUp | None = None  # history for the bank before the feeds connect
+        self.broker: Broker | None = None  # when trading
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
@@ -346,7 +347,7 @@ class App:
                 async with anyio.create_task_group() as starting:  # handshakes side by side
                     for feed in self.feeds:
                         starting.start_soon(feeds.start, feed.run)
-                if isinstance(getattr(self, "broker", None), AlpacaBroker):
+                if isinstance(self.broker, AlpacaBroker):
                     # Fills between the reconciliation at start and this first connection of
                     # trade_updates came on no stream: ask the venue once more.
                     await self.broker_actor.mailbox.send(

@@ -159,11 +159,11 @@ async def _trade(seed: int, out: Callable[[str], None]) -> int:
         while len(seen):
             updates += await seen.receive_batch(1_000_000)
         fills = [u for u in updates if u.event == "fill"]
+        assert isinstance(app.broker, SimBroker)
         venue = await app.broker.positions()
         portfolio = app.portfolio
         local = {s: q for s in ("AAPL", "MSFT", "NVDA") if (q := portfolio.position(s))}
         agree = venue == local and len(fills) > 0
-        assert isinstance(app.broker, SimBroker)
         fees = app.broker.stats.fees
         out(
             f"trading: {len(bars)} bars through ema_cross(5, 20) -> risk -> sim broker in "

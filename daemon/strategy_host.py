@@ -73,7 +73,6 @@ class HostedStrategy:
         self.column_array = np.array(list(self.columns.values()), dtype=np.int64)
         self.signal = isinstance(strategy, SignalStrategy)
         self.last = np.zeros(len(symbols), dtype=np.int64)  # latest signal per bank row
-        self.errors = 0
 
 
 class StrategyHost(Actor[Any]):
@@ -177,7 +176,6 @@ class StrategyHost(Actor[Any]):
         try:
             decided = method(*args, self.context)
         except Exception:
-            hosted.errors += 1
             self.errors[strategy.name] += 1
             _log.exception("strategy_error", strategy=strategy.name, on=repr(event)[:300])
             return

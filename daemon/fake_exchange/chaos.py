@@ -1,0 +1,68 @@
+"""Chaos: the faults the fake exchange can inject, switchable at start and while it runs.
+
+One :class:`Chaos` is shared by the market data streams and the trading API. Its settings are a
+frozen :class:`ChaosSettings`; :meth:`Chaos.update` swaps in a changed copy (from the command
+line at start, or from ``POST /_chaos`` on the trading port while running), so a fault can be
+switched on and off in the middle of a test. The random draws come from one seeded generator:
+a chaos run is repeatable.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgspec
+
+__all__ = ["Chaos", "ChaosSettings"]
+
+
+class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every fault is off by default (0). Counts are of data messages sent on one connection
+    (streams) or of order submissions (trading API)."""
+
+    # Market data and trade_updates streams.
+    drop_every: int = 0  # close the connection after every N data messages
+    drop_probability: float = 0.0  # ... or with this probability per data message
+    stall_after: int = 0  # stop sending (half-open: the socket stays, nothing more comes)
+    delay: float = 0.0  # seconds added before each data frame
+    garbage_every: int = 0  # every Nth frame is bytes that decode as nothing
+    oversized_every: int = 0  # every Nth frame is larger than a client's max frame size
+    connect_error: int = 0  # 406 (connection limit), 407 (slow client) or 500 on the next
+    #                         connections' handshake, Alpaca's error message then a close
+    # Trading API.
+    submit_timeout_every: int = 0  # every Nth order submission is accepted but never answered
+    submit_fail_every: int = 0  # every Nth order submission answers 500 and is not kept
+    http_error_every: int = 0  # every Nth REST request (any route) answers 500
+    # Both: close every connection and refuse new ones for this many seconds (a restart).
+    restart_for: float = 0.0
+    seed: int = 0
+
+
+class Chaos:
+    """The live settings and the seeded generator every fault draws from."""
+
+    def __init__(self, settings: ChaosSettings | None = None) -> None:
+        self.settings = settings or ChaosSettings()
+        self.rng = random.Random(self.settings.seed)
+        self.injected: dict[str, int] = {}  # fault name -> times injected
+
+    def update(self, changes: dict[str, Any]) -> ChaosSettings:
+        """Apply a partial change (unknown names or bad values raise ``msgspec.ValidationError``,
+        leaving the settings as they were)."""
+        merged = msgspec.structs.asdict(self.settings) | changes
+        self.settings = msgspec.convert(merged, ChaosSettings)
+        if "seed" in changes:
+            self.rng = random.Random(self.settings.seed)
+        return self.settings
+
+    def count(self, fault: str) -> None:
+        """Record one injection of ``fault`` (shown by ``GET /_chaos``)."""
+        self.injected[fault] = self.injected.get(fault, 0) + 1
+
+    def every(self, n: int, counter: int) -> bool:
+        """True on every ``n``th count (``counter`` starts at 1); never when ``n`` is 0."""
+        return n > 0 and counter % n == 0
+
+    def chance(self, probability: float) -> bool:
+        return probability > 0.0 and self.rng.random() < probability

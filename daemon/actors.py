@@ -22,6 +22,7 @@ size is counted in ``Actor.lost_in_crashes``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
@@ -32,6 +33,7 @@ from anyio.abc import TaskStatus
 from msgspec import Struct
 
 from .clock import Clock, LiveClock
+from .latency import LatencyHistogram
 
 __all__ = [
     "Actor",
@@ -214,6 +216,7 @@ class Actor(Generic[T]):
         self.mailbox = mailbox
         self.current: list[T] = []  # the batch being handled: logged if it crashes the actor
         self.lost_in_crashes = 0  # messages of the batches that crashed it (logged, not retried)
+        self.handle_time = LatencyHistogram()  # wall time per handle() call, ns
 
     async def on_start(self) -> None:
         """Before the first message (connect, load state, compile)."""
@@ -235,7 +238,9 @@ class Actor(Generic[T]):
                     self.current = await self.mailbox.receive_batch(self.batch_limit)
                 except anyio.EndOfStream:
                     return
+                started = time.perf_counter_ns()
                 await self.handle(self.current)
+                self.handle_time.record(time.perf_counter_ns() - started)
                 self.current = []
         finally:
             with anyio.CancelScope(shield=True):

@@ -54,6 +54,7 @@ from .feeds.trade_updates import TradeUpdatesFeed, TradeUpdatesSettings
 from .feeds.websocket import WebsocketFeed
 from .indicators import IndicatorActor
 from .portfolio import Portfolio
+from .recorder import Recorder
 from .risk import RiskActor, RiskEngine
 from .strategy_host import StrategyHost
 from .warmup import WarmUp, WarmUpSettings
@@ -110,7 +111,7 @@ class App:
         ]
         wanted = tuple(dict.fromkeys(s for k in self.strategies for s in k.indicators))
         indicators = wanted or indicators
-        source: Literal["trades", "bars"] = "bars"
+        source = runtime.bank_input
         kinds = (Bar, CryptoBar) if source == "bars" else (Trade, CryptoTrade)
         if symbols and indicators:
             mailbox: Mailbox[Any] = Mailbox("indicators", runtime.mailbox_capacity)
@@ -134,6 +135,20 @@ class App:
             if host is not None:
                 self._trading(host, symbols, kinds)
         self.feeds = self._feeds() if feeds else []
+        self.recorder: Recorder | None = None
+        record = config.record
+        if record.enabled and self.feeds:
+            self.recorder = Recorder(
+                record.directory or state_dir(config) / "tapes",
+                compression=record.compression,
+                max_bytes=int(record.max_mb * 2**20),
+                daily=record.daily,
+                flush_interval=record.flush_interval,
+                meta={"symbols": ",".join(symbols)},
+                clock=self.clock,
+            )
+            for feed in self.feeds:
+                self.recorder.attach(feed)
 
     def _trading(
         self, host: Mailbox[Any], symbols: tuple[str, ...], bank_kinds: tuple[type, ...]
@@ -312,6 +327,17 @@ class App:
         )
         return BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)
 
+    async def warm_up(self, history: Sequence[Bar | CryptoBar]) -> None:
+        """Prime the bank and the strategies with history bars (live: fetched before the feeds
+        connect; replay: read from the tape)."""
+        if history:  # decisions on these bars prime the strategies; they never trade
+            self.host.trade_after_ns = max(b.ts_event for b in history) + 1
+        await self.indicators.mailbox.send_many(list(history))
+        # Risk's first marks: each symbol's newest bar only (the history's drift is no loss of
+        # today's, and a reconciled position starts at the newest price).
+        newest = {b.symbol: b for b in history}
+        await self.risk_actor.mailbox.send_many(list(newest.values()))
+
     async def drained(self) -> None:
         """Wait until every actor has handled everything sent to it, including what it sent on
         to the next (a lockstep replay feeds the next event only then)."""
@@ -329,18 +355,16 @@ class App:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
         finished = [anyio.Event() for _ in self.actors]
         started = self.clock.now_ns()
+        recording = anyio.CancelScope()
         async with anyio.create_task_group() as actors:
             for actor, done in zip(self.actors, finished, strict=True):
                 await actors.start(self._supervised, actor, done)
+            if self.recorder is not None:
+                await actors.start(self._record, recording)
             if self.warmup is not None:
-                history = await self.warmup.fetch()
-                if history:  # decisions on these bars prime the strategies; they never trade
-                    self.host.trade_after_ns = max(b.ts_event for b in history) + 1
-                await self.indicators.mailbox.send_many(list(history))
-                # Risk's first marks: each symbol's newest bar only (the history's drift is no
-                # loss of today's, and a reconciled position starts at the newest price).
-                newest = {b.symbol: b for b in history}
-                await self.risk_actor.mailbox.send_many(list(newest.values()))
+                if self.recorder is not None:
+                    self.warmup.tap = self.recorder.write
+                await self.warm_up(await self.warmup.fetch())
             async with anyio.create_task_group() as feeds:
                 if self.control is not None:
                     await feeds.start(self.control.run)
@@ -359,12 +383,20 @@ class App:
                 await self._stop.wait()
                 _log.info("daemon_stopping")
                 feeds.cancel_scope.cancel()
+            recording.cancel()  # after the feeds: their last frames are on the tape
             # In the order data flows: each actor drains its mailbox and stops before the next
             # one's mailbox closes (it may still publish into it while draining).
             for actor, done in zip(self.actors, finished, strict=True):
                 actor.mailbox.close()
                 await done.wait()
         _log.info("daemon_stopped")
+
+    async def _record(
+        self, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        assert self.recorder is not None
+        with scope:
+            await self.recorder.run(task_status=task_status)
 
     async def _supervised(
         self,

@@ -29,11 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tickd {version('tickd')}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     demo = verbs.add_parser(
-        "demo", help="synthetic market -> Alpaca wire frames -> decoded structs, no account needed"
+        "demo",
+        help="the daemon trading EMA crosses against the fake exchange on loopback, no account",
     )
-    demo.add_argument("--events", type=int, default=20_000, help="events to generate")
-    demo.add_argument("--seed", type=int, default=7, help="market seed (same seed, same run)")
-    demo.add_argument("--show", type=int, default=5, help="decoded structs to print")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds to run (Ctrl-C stops)")
+    demo.add_argument("--seed", type=int, default=7, help="market seed")
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="market seconds per second (60: a bar a second)"
+    )
+    demo.add_argument("--out", default="tickd-demo", help="folder for the tape, report and logs")
     run = verbs.add_parser("run", help="run the daemon (see EXIT STATUS below)")
     run.add_argument("--config", metavar="FILE", help="TOML configuration (defaults otherwise)")
     check = verbs.add_parser(
@@ -53,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", metavar="FILE", help="the daemon's configuration")
         command.add_argument("--state-dir", metavar="DIR", help="overrides the configuration's")
         command.add_argument("--reason", default="", help="recorded with the change")
+    from tickd.daemon.tape_commands import add_verbs
+
+    add_verbs(verbs)
+    fake = verbs.add_parser(
+        "fake-exchange",
+        help="serve Alpaca's market data, trading API and trade_updates on loopback (no account)",
+    )
+    from tickd.daemon.fake_exchange.server import configure_parser
+
+    configure_parser(fake)
     parser.epilog = EXIT_STATUS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -67,12 +81,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.verb in _COMMANDS:
         return _command(args.verb, args.config, args.state_dir, args.reason)
+    if args.verb in ("record", "replay", "tape"):
+        from tickd.daemon import tape_commands
+
+        if args.verb == "record":
+            return tape_commands.record(args)
+        if args.verb == "replay":
+            return tape_commands.replay_command(args)
+        return (tape_commands.tape_info if args.tape_verb == "info" else tape_commands.tape_cat)(
+            args
+        )
+    if args.verb == "fake-exchange":
+        from tickd.daemon.fake_exchange.server import run_cli
+
+        return run_cli(args)
     if args.verb == "demo":
         from tickd.daemon.demo import run_demo  # imported on use: keeps --version instant
 
-        if args.events < 1:
-            parser.error("--events must be at least 1")
-        return run_demo(args.events, args.seed, args.show)
+        if not (args.duration > 0 and args.speed > 0):
+            parser.error("--duration and --speed must be > 0")
+        return run_demo(args.duration, args.seed, args.speed, args.out)
     parser.print_help()
     return 0
 

@@ -121,6 +121,8 @@ class RuntimeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     reconnect_initial: Positive = 1.0
     reconnect_cap: Positive = 60.0
     mailbox_capacity: Annotated[int, Meta(ge=1)] = 10_000
+    # What feeds the indicator bank (and so the strategies): minute bars, or every trade.
+    bank_input: Literal["bars", "trades"] = "bars"
 
 
 RiskStateName = Literal["active", "reducing", "halted"]
@@ -160,6 +162,18 @@ class BrokerConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     slippage_bps: NonNegative = 1.0  # sim: market orders fill this much worse
 
 
+class RecordConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Recording the feeds' raw frames to tapes while the daemon runs (``tickd replay`` reads
+    them back)."""
+
+    enabled: bool = False
+    directory: str = ""  # "" : <state_dir>/tapes
+    compression: Literal["none", "zstd"] = "zstd"
+    max_mb: Positive = 256.0  # a new file past this size ...
+    daily: bool = True  # ... or on a new UTC day
+    flush_interval: Positive = 0.2  # seconds between writes to disk (what kill -9 can lose)
+
+
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     state_dir: str = ""  # "" : $STATE_DIRECTORY (systemd's StateDirectory=), else ./state
     alpaca: AlpacaConfig = AlpacaConfig()
@@ -170,6 +184,7 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     risk: RiskConfig = RiskConfig()
     broker: BrokerConfig = BrokerConfig()
     strategies: tuple[StrategyConfig, ...] = ()
+    record: RecordConfig = RecordConfig()
 
 
 class ConfigError(Exception):

@@ -1,182 +1,233 @@
-"""``tickd demo``: what exists today, end to end, with no account and no network.
+"""``tickd demo``: the daemon trading against the fake exchange, in one process, no account.
 
-1. Codecs: a seeded synthetic market is encoded as the frames Alpaca's stock and crypto streams
-   send (JSON and msgpack), decoded back through the real codecs and checked message for message;
-   a few broken frames show the typed errors and counters.
-2. Trading: four hours of the synthetic market's minute bars go through the daemon's real graph
-   (indicator bank -> EMA-cross strategy -> risk -> simulated broker -> portfolio), entering at
-   the bus as a feed would publish them; it prints the orders, fills, positions and PnL, and
-   checks the portfolio against the broker.
-
-The fake exchange (a later issue) will put websockets and Alpaca's protocols between the two.
+The fake exchange (:mod:`.fake_exchange`) serves Alpaca's market data streams, bar history,
+trading API and ``trade_updates`` on loopback, driven by the synthetic market at ``speed`` market
+seconds per wall second. The daemon is built from an ordinary configuration pointed at those
+URLs: it warms its indicators up from the bar history, streams minute bars, runs the EMA-cross
+strategy, checks risk, and sends orders through the real alpaca-py ``TradingClient``; fills come
+back on ``trade_updates``. Every frame is recorded to a tape. A status line shows events/s,
+decisions, orders, fills and PnL until ``duration`` passes or Ctrl-C; then the tape is replayed
+with the simulated broker (the digest line names its decisions) and a report is written.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
+import signal
+import sys
 import time
-from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 import structlog
 
-from tickd.codecs.alpaca import AlpacaDecoder, Encoding, Stream
-from tickd.codecs.schema import Bar, OrderUpdate
-from tickd.codecs.synthetic import MarketConfig, SyntheticMarket, alpaca_frames, alpaca_view
-
-from .actors import Mailbox
 from .app import App
-from .broker.sim import SimBroker
-from .clock import ManualClock
 from .config import Config
+from .fake_exchange.server import FakeExchange, FakeExchangeSettings
+from .feeds.websocket import WebsocketFeed
+from .replay import Replayer
+from .report import write_report
+from .tape_commands import summary_lines
 
-_BROKEN_FRAMES: tuple[tuple[str, bytes], ...] = (
-    ("truncated", b'[{"T":"t","S":"AAPL","p":1'),
-    ("unknown type", b'[{"T":"zz","S":"AAPL"},{"T":"success","msg":"authenticated"}]'),
-    (
-        "bad timestamp",
-        b'[{"T":"t","S":"AAPL","p":190.1,"s":5,"t":"2024-02-30T14:00:00Z"},'
-        b'{"T":"t","S":"AAPL","p":190.2,"s":7,"t":"2024-03-04T14:00:00.000000001Z"}]',
-    ),
-    ("not json", b"\x00\xffgarbage"),
-)
+__all__ = ["DEMO_SYMBOLS", "demo_config", "run_demo"]
+
+DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA")
 
 
-def run_demo(events: int, seed: int, show: int, out: Callable[[str], None] = print) -> int:
-    """Run the demo; returns the process exit status (0 when every frame round-tripped)."""
-    market = SyntheticMarket(MarketConfig(seed=seed))
-    started = time.perf_counter()
-    generated = market.events(events)
-    counts = Counter(type(e).__name__ for e in generated).most_common()
-    out(
-        f"synthetic market: seed {seed}, {len(generated)} events in "
-        f"{time.perf_counter() - started:.2f} s ({', '.join(f'{n} {k}' for k, n in counts)})"
-    )
-    failures = 0
-    for stream in ("stocks", "crypto"):
-        for encoding in ("json", "msgpack"):
-            failures += _round_trip(generated, stream, encoding, show, out)
-            show = 0
-    _broken(out)
-    # The graph logs every order at info level: quiet here, the summary says what happened.
-    logging_before = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        failures += anyio.run(_trade, seed, out)
-    finally:
-        structlog.configure(**logging_before)
-    out("demo: ok" if failures == 0 else f"demo: {failures} mismatches")
-    return 0 if failures == 0 else 1
-
-
-def _round_trip(
-    generated: list[Any], stream: Stream, encoding: Encoding, show: int, out: Callable[[str], None]
-) -> int:
-    expected = alpaca_view(generated, stream)
-    frames = alpaca_frames(generated, stream, encoding, batch=50)
-    decoder = AlpacaDecoder(stream, encoding)
-    decoded: list[Any] = []
-    started = time.perf_counter_ns()
-    for frame in frames:
-        result = decoder.decode(frame, ts_recv=time.time_ns())
-        decoded.extend(result.messages)
-    elapsed = time.perf_counter_ns() - started
-    stamped = all(m.ts_recv > 0 for m in decoded)
-    same = [msgspec.structs.replace(m, ts_recv=0) for m in decoded] == expected
-    out(
-        f"alpaca {stream:<6} {encoding:<7}: {len(frames):>5} frames, {len(decoded):>6} messages, "
-        f"{elapsed / max(len(decoded), 1):,.0f} ns/msg, round trip "
-        f"{'exact' if same and stamped else 'MISMATCH'}, counters {decoder.stats.as_dict()}"
-    )
-    for message in decoded[:show]:
-        out(f"    {message!r}")
-    return 0 if same and stamped else 1
-
-
-def _broken(out: Callable[[str], None]) -> None:
-    decoder = AlpacaDecoder("stocks", "json")
-    for label, frame in _BROKEN_FRAMES:
-        result = decoder.decode(frame, ts_recv=time.time_ns())
-        out(f"broken frame ({label}): {len(result.messages)} good message(s) kept")
-        for error in result.errors:
-            out(f"    DecodeError index={error.index} reason={error.reason[:90]!r}")
-        for unknown in result.unknown:
-            out(f"    UnknownMessage type={unknown.type!r} raw={unknown.raw[:40]!r}")
-    out(f"broken frames: counters {decoder.stats.as_dict()}")
-
-
-async def _trade(seed: int, out: Callable[[str], None]) -> int:
-    """Replay four hours of minute bars through the trading graph; 0 when the books agree."""
-    market = MarketConfig(
-        equities=(("AAPL", 190.0), ("MSFT", 410.0), ("NVDA", 880.0)),
-        crypto=(),
-        seed=seed,
-        trade_rate=0.3,
-        quote_rate=0.0,
-        news_rate=0.0,
-        volatility=0.6,
-    )
-    end = market.start_ns + 4 * 3600 * 10**9
-    bars = [
-        msgspec.structs.replace(e, ts_recv=e.ts_event)
-        for e in SyntheticMarket(market).events_until(end)
-        if type(e) is Bar
-    ]
-    with tempfile.TemporaryDirectory(prefix="tickd-demo-") as state:
-        config = msgspec.convert(
-            {
-                "state_dir": state,
-                "symbols": {"stocks": ["AAPL", "MSFT", "NVDA"]},
-                "risk": {"trading_hours": "always", "max_position": 50},
-                "broker": {"kind": "sim", "slippage_bps": 1.0, "fee_per_share": 0.005},
-                "strategies": [
-                    {
-                        "kind": "ema_cross",
-                        "params": {"fast": 5, "slow": 20, "qty": 10, "allow_short": True},
-                    }
-                ],
+def demo_config(urls: dict[str, str], out: Path) -> Config:
+    """The daemon's configuration for the fake exchange at ``urls``, state and tapes in ``out``."""
+    market = urls["market_data_url"]
+    return msgspec.convert(
+        {
+            "state_dir": str(out / "state"),
+            "alpaca": {
+                "key_id": urls["key"],
+                "secret_key": urls["secret"],
+                "stream_url": market,
+                "data_url": urls.get("data_url") or market.replace("ws://", "http://", 1),
+                "trading_stream_url": urls.get("trading_stream_url")
+                or urls["trading_url"].replace("http://", "ws://", 1) + "/stream",
+                "encoding": "msgpack",
+                "stock_channels": ["trades", "bars"],
+                "warmup_bars": 60,
+                "silence_limit": 0,
             },
-            Config,
+            "symbols": {"stocks": list(DEMO_SYMBOLS)},
+            "risk": {"trading_hours": "always", "max_position": 50, "max_orders_per_minute": 120},
+            "broker": {"kind": "alpaca", "trading_url": urls["trading_url"], "timeout": 5.0},
+            "strategies": [
+                {
+                    "kind": "ema_cross",
+                    "params": {"fast": 5, "slow": 20, "qty": 10, "allow_short": True},
+                }
+            ],
+            "record": {"enabled": True, "directory": str(out / "tapes"), "compression": "zstd"},
+        },
+        Config,
+    )
+
+
+def run_demo(
+    duration: float,
+    seed: int,
+    speed: float,
+    out_dir: str,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Run the demo; the process exit status (0 when the daemon traded and the books agree)."""
+    out_path = Path(out_dir).resolve()
+    out_path.mkdir(parents=True, exist_ok=True)
+    log_path = out_path / "tickd.log"
+    status: int = anyio.run(_demo, duration, seed, speed, out_path, log_path, out)
+    return status
+
+
+async def _demo(
+    duration: float,
+    seed: int,
+    speed: float,
+    out_path: Path,
+    log_path: Path,
+    out: Callable[[str], None],
+) -> int:
+    settings = FakeExchangeSettings(symbols=DEMO_SYMBOLS, seed=seed, speed=speed)
+    exchange = FakeExchange(settings)
+    with _logs_to(log_path):
+        async with anyio.create_task_group() as tasks:
+            urls: dict[str, str] = await tasks.start(exchange.run)
+            market, trading = urls["market_data_url"], urls["trading_url"]
+            out(f"fake exchange: market data {market}, trading {trading}")
+            config = demo_config(urls, out_path)
+            app = App(config)
+            async with anyio.create_task_group() as daemon:
+                await daemon.start(app.run)
+                out(
+                    f"daemon: ema_cross(5, 20) on {', '.join(DEMO_SYMBOLS)}, orders through "
+                    f"alpaca-py; {duration:g} s at {speed:g}x market time (Ctrl-C stops)"
+                )
+                await _watch(app, duration)
+                app.stop()  # the ordered shutdown: feeds, then each actor drains; tape closed
+            venue = await anyio.to_thread.run_sync(_venue_positions, urls)
+            exchange.stop()
+        return await _finish(app, venue, config, out_path, log_path, out)
+
+
+def _venue_positions(urls: dict[str, str]) -> dict[str, Decimal]:
+    """The exchange's positions, asked through the official client as a user would."""
+    from alpaca.trading.client import TradingClient
+
+    client = TradingClient(
+        urls["key"], urls["secret"], paper=True, raw_data=True, url_override=urls["trading_url"]
+    )
+    positions: Any = client.get_all_positions()
+    return {p["symbol"]: Decimal(p["qty"]) for p in positions if Decimal(p["qty"])}
+
+
+async def _watch(app: App, duration: float) -> None:
+    """The status line, once a second, until ``duration`` passes or SIGINT/SIGTERM."""
+    interactive = sys.stderr.isatty()
+    started = last_time = time.monotonic()
+    last_events = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.move_on_after(duration):
+            async with anyio.create_task_group() as tg:
+
+                async def on_signal() -> None:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+                tg.start_soon(on_signal)
+                while True:
+                    await anyio.sleep(1.0)
+                    now, events = time.monotonic(), _events(app)
+                    rate = (events - last_events) / (now - last_time)
+                    last_events, last_time = events, now
+                    line = _status(app, rate, now - started)
+                    print(
+                        f"\r{line}" if interactive else line,
+                        end="" if interactive else "\n",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    if interactive:
+        print(file=sys.stderr)
+
+
+def _events(app: App) -> int:
+    """Data messages the feeds have published so far."""
+    return sum(f.stats.messages for f in app.feeds if isinstance(f, WebsocketFeed))
+
+
+def _status(app: App, rate: float, elapsed: float) -> str:
+    portfolio = app.portfolio
+    return (
+        f"[{elapsed:5.0f} s] {rate:8,.0f} events/s | {app.host.intents} decisions | "
+        f"{app.broker_actor.sent} orders | {portfolio.fills} fills | "
+        f"PnL {float(portfolio.pnl()):+.2f}"
+    )
+
+
+async def _finish(
+    app: App,
+    venue: dict[str, Decimal],
+    config: Config,
+    out_path: Path,
+    log_path: Path,
+    out: Callable[[str], None],
+) -> int:
+    portfolio = app.portfolio
+    local = {s: p.qty for s, p in portfolio.positions.items() if p.qty}
+    agree = venue == local
+    held = dict(sorted((s, str(q)) for s, q in local.items()))
+    out(
+        f"daemon: {_events(app)} events, {app.host.intents} decisions, "
+        f"{app.broker_actor.sent} orders, {portfolio.fills} fills, "
+        f"PnL {float(portfolio.pnl()):+.2f}; positions {held}; "
+        f"books {'agree' if agree else 'DISAGREE'} with the exchange"
+    )
+    assert app.recorder is not None
+    tapes = app.recorder.paths()
+    record = msgspec.structs.replace(config.record, enabled=False)
+    replayer = Replayer(tapes, msgspec.structs.replace(config, record=record), report=True)
+    summary = await replayer.run()
+    out("replay of the tape with the simulated broker:")
+    for line in summary_lines(summary):
+        out(f"    {line}")
+    json_path, html_path = write_report(replayer.report_data("tickd demo"), out_path / "report")
+    for tape in tapes:
+        out(f"tape: {tape}")
+    out(f"report: {html_path} (summary {json_path})")
+    out(f"logs: {log_path}")
+    out(f"digest: {summary.digest}")
+    traded = portfolio.fills > 0 and summary.intents > 0
+    out("demo: ok" if agree and traded else "demo: FAILED (see the lines above)")
+    return 0 if agree and traded else 1
+
+
+class _logs_to:  # noqa: N801 - used as a context manager
+    """Structured logs to a file while the demo runs (the terminal shows the status line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.file = self.path.open("a", encoding="utf-8")
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso"),
+                structlog.processors.JSONRenderer(),
+            ],
+            logger_factory=structlog.WriteLoggerFactory(self.file),
         )
-        clock = ManualClock(bars[0].ts_event)
-        app = App(config, clock=clock, feeds=False)
-        seen: Mailbox[Any] = Mailbox("demo", 1_000_000)
-        app.bus.subscribe(seen, OrderUpdate)
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            await tg.start(app.run)
-            for bar in bars:  # lockstep: each bar's consequences settle before the next
-                clock.set(max(clock.now_ns(), bar.ts_event))
-                await app.bus.publish_many([bar])
-                await app.drained()
-            app.stop()
-        elapsed = time.perf_counter() - started
-        updates: list[OrderUpdate] = []
-        while len(seen):
-            updates += await seen.receive_batch(1_000_000)
-        fills = [u for u in updates if u.event == "fill"]
-        assert isinstance(app.broker, SimBroker)
-        venue = await app.broker.positions()
-        portfolio = app.portfolio
-        local = {s: q for s in ("AAPL", "MSFT", "NVDA") if (q := portfolio.position(s))}
-        agree = venue == local and len(fills) > 0
-        fees = app.broker.stats.fees
-        out(
-            f"trading: {len(bars)} bars through ema_cross(5, 20) -> risk -> sim broker in "
-            f"{elapsed:.2f} s: {app.host.intents} intents, {app.broker_actor.sent} orders, "
-            f"{len(fills)} fills, {sum(app.risk.denied.values())} denied {dict(app.risk.denied)}"
-        )
-        for fill in fills[:3]:
-            order = fill.order
-            out(f"    fill {order.side} {fill.qty} {order.symbol} at {fill.price}")
-        out(
-            f"trading: positions {dict(sorted((s, str(q)) for s, q in local.items()))}, "
-            f"realised {portfolio.realized():.2f}, unrealised {portfolio.unrealized():.2f}, "
-            f"fees {fees:.2f}, net {portfolio.pnl() - fees:.2f}; books "
-            f"{'agree' if agree else 'DISAGREE'}"
-        )
-        return 0 if agree else 1
+        logging.basicConfig(stream=self.file, level=logging.WARNING, force=True)
+
+    def __exit__(self, *exc: object) -> None:
+        structlog.reset_defaults()
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+        self.file.close()

@@ -33,7 +33,10 @@ from tickd.codecs.schema import Bar, CryptoBar
 
 from .clock import Clock
 
-__all__ = ["WarmUp", "WarmUpSettings", "WarmUpStats"]
+__all__ = ["HISTORY_SOURCE", "WarmUp", "WarmUpSettings", "WarmUpStats"]
+
+#: The tape source of warm-up history pages (``.stocks`` or ``.crypto`` after it).
+HISTORY_SOURCE = "alpaca.history"
 
 _log = structlog.get_logger("tickd.warmup")
 
@@ -87,6 +90,9 @@ class WarmUp:
         for client in (self._stocks, self._crypto):
             client._timeout = settings.timeout
         self._limiter = anyio.CapacityLimiter(settings.workers)
+        # The recorder's tap: each symbol's answer (as the page body the codec decodes), so a
+        # replay warms up from the same history.
+        self.tap: Callable[[int, str, bytes], None] | None = None
 
     async def fetch(self) -> list[Bar | CryptoBar]:
         """Every symbol's last ``bars`` bars, oldest first across symbols."""
@@ -129,7 +135,10 @@ class WarmUp:
             self.stats.failures += 1
             _log.error("warmup_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
             return
-        page = decode_bars_page(body, asset, self._clock.now_ns())
+        now_ns = self._clock.now_ns()
+        if self.tap is not None:
+            self.tap(now_ns, f"{HISTORY_SOURCE}.{asset}", body)
+        page = decode_bars_page(body, asset, now_ns)
         for error in page.errors:
             self.stats.decode_errors += 1
             _log.error("warmup_decode_error", symbol=symbol, error=error.reason)

@@ -10,6 +10,7 @@ a chaos run is repeatable.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     delay: float = 0.0  # seconds added before each data frame
     garbage_every: int = 0  # every Nth frame is bytes that decode as nothing
     oversized_every: int = 0  # every Nth frame is larger than a client's max frame size
+    oversized_bytes: int = 17 * 2**20  # ... this large (tickd's limit is 16 MiB, alpaca-py's 1)
     connect_error: int = 0  # 406 (connection limit), 407 (slow client) or 500 on the next
     #                         connections' handshake, Alpaca's error message then a close
     # Trading API.
@@ -46,6 +48,8 @@ class Chaos:
         self.settings = settings or ChaosSettings()
         self.rng = random.Random(self.settings.seed)
         self.injected: dict[str, int] = {}  # fault name -> times injected
+        self.restarts = 0  # restarts asked for so far: each server closes its connections
+        self._refuse_until = 0.0  # time.monotonic() until which new connections are refused
 
     def update(self, changes: dict[str, Any]) -> ChaosSettings:
         """Apply a partial change (unknown names or bad values raise ``msgspec.ValidationError``,
@@ -54,7 +58,22 @@ class Chaos:
         self.settings = msgspec.convert(merged, ChaosSettings)
         if "seed" in changes:
             self.rng = random.Random(self.settings.seed)
+        if changes.get("restart_for", 0) > 0:
+            self.restart()
+        elif "restart_for" in changes:  # switched off: a restart in progress is over
+            self._refuse_until = 0.0
         return self.settings
+
+    def restart(self) -> None:
+        """Start a restart of ``restart_for`` seconds: every server closes the connections it
+        has (it watches :attr:`restarts`) and refuses new ones until :meth:`refusing` is False."""
+        self.restarts += 1
+        self._refuse_until = time.monotonic() + self.settings.restart_for
+        self.count("restart")
+
+    def refusing(self) -> bool:
+        """True while a restart is in progress: refuse new connections and requests."""
+        return time.monotonic() < self._refuse_until
 
     def count(self, fault: str) -> None:
         """Record one injection of ``fault`` (shown by ``GET /_chaos``)."""

@@ -19,6 +19,7 @@ class FeedGap(Struct, frozen=True, kw_only=True):
 class FeedStats(Struct, kw_only=True):
     connects: int = 0
     frames: int = 0
+    messages: int = 0  # data messages published
     dropped_frames: int = 0  # the raw queue was full
     decode_errors: int = 0
     rejected: int = 0

@@ -307,6 +307,8 @@ class NewsPoller:
         self._resume: str | None = None  # the request that failed last round
         self._started: Callable[[], None] | None = None  # readiness, until the first answer
         self._last_request_ns: int | None = None
+        # The recorder's tap: every response body, raw, with its receive stamp, before decoding.
+        self.tap: Callable[[int, str, bytes], None] | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll round after round. ``task_group.start(poller.run)`` returns once the first
@@ -368,6 +370,8 @@ class NewsPoller:
         stats.requests += 1
         body = await source.client.get(request.url, request.params)
         ts_recv = self._clock.now_ns()
+        if self.tap is not None:
+            self.tap(ts_recv, self.source, body)
         decoded = source.decode(body, ts_recv)
         for error in decoded.errors:
             stats.decode_errors += 1

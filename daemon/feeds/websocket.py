@@ -202,6 +202,8 @@ class WebsocketFeed:
         self._last_frame_ns = 0  # receive stamp of the last frame handled
         self._close_reason = ""
         self._queued_bytes = 0  # bytes of the frames in the raw queue
+        # The recorder's tap: every frame received, raw, with its receive stamp, before decoding.
+        self.tap: Callable[[int, str, bytes | bytearray | memoryview], None] | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -336,7 +338,7 @@ class WebsocketFeed:
         queue: Mailbox[tuple[int, Frame]],
         task_status: TaskStatus[None],
     ) -> None:
-        decoder, session, clock = self.decoder, self.session, self._clock
+        decoder, session, clock, tap = self.decoder, self.session, self._clock, self.tap
         while True:
             try:
                 batch = await queue.receive_batch(self.settings.batch)
@@ -348,6 +350,8 @@ class WebsocketFeed:
                 self._last_frame_ns = ts_recv
                 payload = frame.data
                 self._queued_bytes -= len(payload)
+                if tap is not None:
+                    tap(ts_recv, self.source, payload)
                 decoded = decoder.decode(payload, ts_recv)
                 if decoded.errors:
                     await self._undecodable(decoded.errors, data)
@@ -374,6 +378,7 @@ class WebsocketFeed:
             raise _LostError(f"a frame did not decode: {errors[0].reason}")
 
     async def _deliver(self, messages: list[Any]) -> None:
+        self.stats.messages += len(messages)
         self.backoff.reset()
         self._last_data_ns = self._clock.monotonic_ns()
         await self._publish(messages)

@@ -82,9 +82,11 @@ class App:
         indicators: Sequence[Spec] = DEFAULT_INDICATORS,
         feeds: bool = True,
     ) -> None:
-        """``feeds=False`` builds the graph without its feeds: events enter through
-        :attr:`bus` (a replay), exactly where the feeds would publish them."""
+        """``feeds=False`` builds the graph for a replay: events enter through :attr:`bus`,
+        exactly where the feeds would publish them; nothing reaches out either (no warm-up
+        fetch: a tape holds its history; no operator switch: a replay's state is its own)."""
         self.config = config
+        self.live = feeds
         self.clock: Clock = clock or LiveClock()
         self.bus = Bus()
         runtime = config.runtime
@@ -204,7 +206,7 @@ class App:
         )
         self.actors += [self.host, self.risk_actor, self.broker_actor]
         alpaca = config.alpaca
-        if alpaca.warmup_bars:
+        if alpaca.warmup_bars and self.live:
             settings = WarmUpSettings(
                 bars=alpaca.warmup_bars,
                 stocks=config.symbols.stocks,
@@ -213,7 +215,8 @@ class App:
                 data_url=alpaca.data_url,
             )
             self.warmup = WarmUp(settings, alpaca.key_id, alpaca.secret_key, self.clock)
-        self.control = ControlWatcher(directory, self.risk, self.clock)
+        if self.live:
+            self.control = ControlWatcher(directory, self.risk, self.clock)
 
     def _broker(self) -> Broker:
         broker = self.config.broker

@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -26,23 +27,41 @@ import msgspec
 import structlog
 
 from .app import App
-from .config import Config
+from .config import Config, load
 from .fake_exchange.server import FakeExchange, FakeExchangeSettings
 from .feeds.websocket import WebsocketFeed
 from .replay import Replayer
 from .report import write_report
 from .tape_commands import summary_lines
 
-__all__ = ["DEMO_SYMBOLS", "demo_config", "run_demo"]
+__all__ = ["DEMO_SYMBOLS", "TRADING_TOML", "demo_config", "run_demo"]
 
 DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA")
+
+
+#: What the demo trades, and how: also written next to the tape, for ``tickd replay``.
+TRADING_TOML = """\
+[symbols]
+stocks = ["AAPL", "MSFT", "NVDA"]
+
+[risk]
+trading_hours = "always"
+max_position = 50
+max_orders_per_minute = 120
+
+[[strategies]]
+kind = "ema_cross"
+params = { fast = 5, slow = 20, qty = 10, allow_short = true }
+"""
 
 
 def demo_config(urls: dict[str, str], out: Path) -> Config:
     """The daemon's configuration for the fake exchange at ``urls``, state and tapes in ``out``."""
     market = urls["market_data_url"]
+    trading = tomllib.loads(TRADING_TOML)
     return msgspec.convert(
         {
+            **trading,
             "state_dir": str(out / "state"),
             "alpaca": {
                 "key_id": urls["key"],
@@ -56,15 +75,7 @@ def demo_config(urls: dict[str, str], out: Path) -> Config:
                 "warmup_bars": 60,
                 "silence_limit": 0,
             },
-            "symbols": {"stocks": list(DEMO_SYMBOLS)},
-            "risk": {"trading_hours": "always", "max_position": 50, "max_orders_per_minute": 120},
             "broker": {"kind": "alpaca", "trading_url": urls["trading_url"], "timeout": 5.0},
-            "strategies": [
-                {
-                    "kind": "ema_cross",
-                    "params": {"fast": 5, "slow": 20, "qty": 10, "allow_short": True},
-                }
-            ],
             "record": {"enabled": True, "directory": str(out / "tapes"), "compression": "zstd"},
         },
         Config,
@@ -192,8 +203,9 @@ async def _finish(
     )
     assert app.recorder is not None
     tapes = app.recorder.paths()
-    record = msgspec.structs.replace(config.record, enabled=False)
-    replayer = Replayer(tapes, msgspec.structs.replace(config, record=record), report=True)
+    replay_toml = out_path / "replay.toml"
+    replay_toml.write_text(TRADING_TOML, encoding="utf-8")
+    replayer = Replayer(tapes, load(replay_toml), report=True)
     summary = await replayer.run()
     out("replay of the tape with the simulated broker:")
     for line in summary_lines(summary):
@@ -202,6 +214,7 @@ async def _finish(
     for tape in tapes:
         out(f"tape: {tape}")
     out(f"report: {html_path} (summary {json_path})")
+    out(f"replay it: tickd replay {' '.join(map(str, tapes))} --config {replay_toml}")
     out(f"logs: {log_path}")
     out(f"digest: {summary.digest}")
     traded = portfolio.fills > 0 and summary.intents > 0

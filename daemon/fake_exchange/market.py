@@ -47,6 +47,7 @@ from tickd.codecs.schema import (
     Trade,
 )
 from tickd.codecs.synthetic import MarketConfig, MarketEvent, SyntheticMarket, available_at
+from tickd.codecs.tape import TapeReader
 
 from ..clock import Clock, LiveClock
 
@@ -199,8 +200,6 @@ class _TapeSource:
     """A tape's Alpaca frames, decoded and shifted so its first frame lands on ``start_ns``."""
 
     def __init__(self, path: str, start_ns: int, stats: MarketStats) -> None:
-        from tickd.codecs.tape import TapeReader  # the tape codec is only needed for a replay
-
         self._records: Iterator[Any] = iter(TapeReader(path))
         self._start = start_ns
         self._stats = stats

@@ -210,8 +210,9 @@ class _Client:
             return False
         if "*" in symbols:
             return True
-        if kind is News:
-            return event.provider == "alpaca" and any(s in symbols for s in event.symbols)
+        if kind is News:  # news names crypto pairs without the slash (BTCUSD)
+            named = event.symbols
+            return event.provider == "alpaca" and any(s.replace("/", "") in named for s in symbols)
         return event.symbol in symbols
 
     def ack(self) -> Subscription:
@@ -416,10 +417,10 @@ class StreamServer:
         asked = {
             name: symbols
             for name in ChannelSets.__struct_fields__
-            if (symbols := getattr(request, name))
+            if (symbols := getattr(request, name)) and name not in _IMPLIED  # trades' anyway
         }
         for name, symbols in asked.items():
-            if name not in client.channels or (name in _IMPLIED and add):
+            if name not in client.channels:
                 raise _RequestError(410)
             if any(s != "*" and not valid_symbol(s) for s in symbols):
                 raise _RequestError(400)
@@ -442,6 +443,7 @@ class StreamServer:
 
     async def _error(self, client: _Client, code: int) -> None:
         self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+        _log.warning("stream_error_sent", code=code, path=client.path, key=client.key)
         await client.send([StreamError(code=code, msg=ERROR_MESSAGES.get(code, "error"))])
 
     async def _watch_overflow(self, client: _Client, scope: anyio.CancelScope) -> None:

@@ -14,6 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     parser.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
+    parser.add_argument(
+        "--peer-install",
+        action="store_true",
+        help="replay: first make .venv-nautilus (NautilusTrader) from bench/nautilus.lock",
+    )
     args = parser.parse_args(argv)
     failures = harness.discover()
     if args.name is None:
@@ -26,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(sorted(harness.REGISTRY)) or "none"
         detail = f" ({failures[args.name]})" if args.name in failures else ""
         parser.error(f"unknown benchmark {args.name!r}{detail}; known: {known}")
+    if args.peer_install:
+        if args.name != "replay":
+            parser.error("--peer-install belongs to the replay benchmark")
+        from bench.replay import install_peer
+
+        install_peer()
     harness.run(args.name, quick=args.quick, json_path=args.json, rounds=args.rounds)
     return 0
 

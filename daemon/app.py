@@ -344,10 +344,13 @@ class App:
     async def drained(self) -> None:
         """Wait until every actor has handled everything sent to it, including what it sent on
         to the next (a lockstep replay feeds the next event only then)."""
+        actors = self.actors
+        if not any(len(a.mailbox) or a.current for a in actors):
+            return  # settled already (what was published reached nobody)
         quiet = 0
         while quiet < 3:  # three passes in a row with nothing queued and nothing in hand
             await anyio.sleep(0)
-            busy = any(len(a.mailbox) or a.current for a in self.actors)
+            busy = any(len(a.mailbox) or a.current for a in actors)
             quiet = 0 if busy else quiet + 1
 
     def stop(self) -> None:

@@ -85,9 +85,28 @@ class Bus:
             if not route:
                 self.unrouted[kind.__name__] += len(events)
             return
+        if kinds.isdisjoint(self._by_symbol):
+            # Several kinds (trades and a bar), no routing by symbol: each mailbox gets the
+            # events of the kinds it takes, in order, with no lookup per event.
+            takes: dict[Mailbox[Any], set[type]] = {}
+            for kind in kinds:
+                route = self.targets(kind, None)
+                for mailbox in route:
+                    takes.setdefault(mailbox, set()).add(kind)
+                if not route:
+                    self.unrouted[kind.__name__] += sum(1 for e in events if type(e) is kind)
+            for mailbox, taken in takes.items():
+                share = events if taken == kinds else [e for e in events if type(e) in taken]
+                await mailbox.send_many(share)
+            return
+        # Some kinds go by symbol: those events are routed one by one; the others' routes are
+        # looked up once per kind.
+        static = {k: self.targets(k, None) for k in kinds if k not in self._by_symbol}
         shares: dict[Mailbox[Any], list[Any]] = {}
         for event in events:
-            targets = self._targets_of(event)
+            targets = static.get(type(event))
+            if targets is None:
+                targets = self._targets_of(event)
             if not targets:
                 self.unrouted[type(event).__name__] += 1
             for mailbox in targets:

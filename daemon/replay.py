@@ -321,8 +321,10 @@ class Replayer:
                     summary.frames += 1
                     summary.decode_errors += len(decoded.errors)
                     summary.unknown += len(decoded.unknown)
-                    data = [m for m in decoded.messages if type(m) not in _CONTROL]
-                    summary.control += len(decoded.messages) - len(data)
+                    data = decoded.messages
+                    if not _CONTROL.isdisjoint(set(map(type, data))):  # a handshake frame
+                        data = [m for m in data if type(m) not in _CONTROL]
+                        summary.control += len(decoded.messages) - len(data)
                     if record.source.startswith(HISTORY_SOURCE):
                         history += data  # the warm-up, given to the graph before live data
                         summary.history += len(data)

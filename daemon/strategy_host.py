@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import numpy as np
@@ -133,8 +133,8 @@ class StrategyHost(Actor[Any]):
         return symbol in hosted.symbols
 
     def _scan(self, hosted: HostedStrategy, batch: IndicatorBatch, intents: list[Any]) -> None:
-        strategy = hosted.strategy
-        assert isinstance(strategy, SignalStrategy)
+        # Checked once when hosted (hosted.signal): a Protocol isinstance costs ~50 us a call.
+        strategy = cast(SignalStrategy, hosted.strategy)
         running = hosted.last.copy()  # each row's signal before this batch, kept current
         changes = scan(
             strategy.signal,

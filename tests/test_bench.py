@@ -7,6 +7,7 @@ has every key the convention (DESIGN.md, "Benchmarks") promises.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,38 @@ def test_decode_quick_writes_json(tmp_path: Path) -> None:
             assert isinstance(row["meets_target"], bool)
     peers = {row["peer"] for row in rows}
     assert {"alpaca-py", "msgspec lossy"} <= peers
+
+
+def test_replay_quick_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "replay.json"
+    env = {**os.environ, "TICKD_BENCH_CACHE": str(tmp_path / "cache")}  # a tape of its own
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "replay", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "events/s" in result.stdout  # the table was printed
+    assert list((tmp_path / "cache").glob("replay-50000-*.frames.npz"))  # the cached tape
+
+    document = json.loads(out.read_text())
+    assert document["benchmark"] == "replay"
+    rows = document["rows"]
+    for row in rows:
+        assert row.keys() >= ROW_KEYS, row
+    goal = [row for row in rows if row["target"] == ">= 1,000,000 events/s"]
+    assert len(goal) == 1 and goal[0]["unit"] == "events/s"
+    assert goal[0]["value"] > 0 and isinstance(goal[0]["meets_target"], bool)
+    assert "50,000 trades" in goal[0]["metric"]
+    notes = "\n".join(document["notes"])
+    assert "where the time goes" in notes
+    peer = [row for row in rows if row["peer"] == "NautilusTrader"]
+    if peer:  # its venv is there: the ratio was measured in the same run
+        assert peer[0]["peer_value"] > 0 and peer[0]["ratio_vs_peer"] > 0
+        assert peer[0]["target"] == ">= 5x faster than NautilusTrader"
+    else:
+        assert "NautilusTrader skipped" in notes

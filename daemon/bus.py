@@ -76,7 +76,7 @@ class Bus:
         """Publish events in order (one decoded frame, typically), with one send per mailbox:
         each mailbox gets its share of ``events`` in their order, as one batch."""
         kinds = set(map(type, events))
-        if len(kinds) == 1 and (kind := kinds.pop()) not in self._by_symbol:
+        if len(kinds) == 1 and (kind := next(iter(kinds))) not in self._by_symbol:
             # The hot path: one kind (a frame of trades), whose subscribers all take every
             # symbol: the frame goes on whole, with no work per event.
             route = self.targets(kind, None)

@@ -190,9 +190,21 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, desc="replay", file=sys.stderr)
 
 
+def _paths(names: list[str]) -> list[Path] | None:
+    """Every tape file the names give (files, or directories of them); None: said why."""
+    try:
+        return [path for name in names for path in tape_paths(name)]
+    except FileNotFoundError as exc:
+        print(f"tickd: {exc}", file=sys.stderr)
+        return None
+
+
 def tape_info(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    paths = _paths(args.tapes)
+    if paths is None:
+        return EX_NOINPUT
     status = EX_OK
-    for path in (p for name in args.tapes for p in tape_paths(name)):
+    for path in paths:
         try:
             reader = TapeReader(path)
             sources: Counter[str] = Counter()
@@ -203,7 +215,7 @@ def tape_info(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
                 sizes[record.source] += len(record.data)
                 first = record.ts_ns if first is None else first
                 last = record.ts_ns
-        except (FileNotFoundError, TapeFormatError) as exc:
+        except TapeFormatError as exc:
             print(f"tickd: {exc}", file=sys.stderr)
             status = EX_DATAERR
             continue
@@ -229,7 +241,9 @@ def tape_cat(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
     decoders = TapeDecoders(trade_updates=True)
     wanted = set(args.source or ())
     written = 0
-    paths = [p for name in args.tapes for p in tape_paths(name)]
+    paths = _paths(args.tapes)
+    if paths is None:
+        return EX_NOINPUT
     try:
         for record in open_tapes(paths):
             if wanted and record.source not in wanted:
@@ -251,7 +265,7 @@ def tape_cat(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
                 written += 1
                 if args.limit and written >= args.limit:
                     return EX_OK
-    except (FileNotFoundError, TapeFormatError) as exc:
+    except TapeFormatError as exc:
         print(f"tickd: {exc}", file=sys.stderr)
         return EX_DATAERR
     return EX_OK

@@ -63,6 +63,46 @@ async def test_news_reaches_each_named_symbol_once_and_the_rest_is_counted() -> 
     assert bus.unrouted == {"Trade": 2}
 
 
+def bar(symbol: str) -> Bar:
+    return Bar(symbol=symbol, ts_event=1, open=1.0, high=1.0, low=1.0, close=1.0, volume=1)
+
+
+async def test_a_frame_of_one_kind_routed_by_symbol_reaches_its_subscribers() -> None:
+    bus = Bus()
+    aapl: Mailbox[object] = Mailbox("aapl", 10)
+    bus.subscribe(aapl, News, ["AAPL"])
+    frame = [news("AAPL"), news("MSFT"), news("AAPL", "MSFT")]
+    await bus.publish_many(frame)
+    assert await drain(aapl) == [frame[0], frame[2]]
+    assert bus.unrouted == {"News": 1}
+
+
+async def test_a_mixed_frame_gives_each_mailbox_its_kinds_in_order() -> None:
+    bus = Bus()
+    bars: Mailbox[object] = Mailbox("bars", 10)
+    both: Mailbox[object] = Mailbox("both", 10)
+    bus.subscribe(bars, Bar)
+    bus.subscribe(both, Bar)
+    bus.subscribe(both, Trade)
+    frame = [
+        trade("AAPL"),
+        bar("AAPL"),
+        trade("MSFT"),
+        Quote(symbol="AAPL", ts_event=1, bid_price=1.0, bid_size=1.0, ask_price=1.0, ask_size=1.0),
+    ]
+    await bus.publish_many(frame)  # no kind routed by symbol: shares by kind
+    assert await drain(bars) == [frame[1]]
+    assert await drain(both) == frame[:3]
+    assert bus.unrouted == {"Quote": 1}
+    aapl: Mailbox[object] = Mailbox("aapl", 10)
+    bus.subscribe(aapl, Bar, ["AAPL"])  # now Bar also goes by symbol
+    frame = [bar("MSFT"), trade("AAPL"), bar("AAPL")]
+    await bus.publish_many(frame)
+    assert await drain(aapl) == [frame[2]]
+    assert await drain(bars) == [frame[0], frame[2]]
+    assert await drain(both) == frame
+
+
 async def test_a_late_subscription_takes_effect_at_once() -> None:
     bus = Bus()
     box: Mailbox[object] = Mailbox("late", 10)

@@ -187,7 +187,9 @@ class App:
                     bus.subscribe(host, kind, sorted(names))
                 else:
                     bus.subscribe(host, kind, strategy.symbols)
-        traded = sorted({s for k in self.strategies for s in k.symbols})
+        traded: list[str] | None = sorted({s for k in self.strategies for s in k.symbols})
+        if set(symbols) <= set(traded or ()):
+            traded = None  # every symbol: no routing by symbol (the bus's fast path)
         risk: Mailbox[Any] = Mailbox("risk", runtime.mailbox_capacity)
         for kind in (OrderIntent, OrderUpdate):
             bus.subscribe(risk, kind)
@@ -343,15 +345,16 @@ class App:
 
     async def drained(self) -> None:
         """Wait until every actor has handled everything sent to it, including what it sent on
-        to the next (a lockstep replay feeds the next event only then)."""
+        to the next (a lockstep replay feeds the next event only then).
+
+        One look after each turn of the loop is enough: actors pass work only through their
+        mailboxes, a message stays counted in the mailbox until its actor takes it, and the
+        actor holds it in ``current`` until ``handle`` (which awaits everything it starts,
+        sends included) returns; so nothing queued and nothing in hand means nothing pending.
+        """
         actors = self.actors
-        if not any(len(a.mailbox) or a.current for a in actors):
-            return  # settled already (what was published reached nobody)
-        quiet = 0
-        while quiet < 3:  # three passes in a row with nothing queued and nothing in hand
+        while any(len(a.mailbox) or a.current for a in actors):
             await anyio.sleep(0)
-            busy = any(len(a.mailbox) or a.current for a in actors)
-            quiet = 0 if busy else quiet + 1
 
     def stop(self) -> None:
         """Begin the ordered shutdown (safe to call from a signal handler task)."""

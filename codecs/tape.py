@@ -450,6 +450,13 @@ class RotatingTapeWriter:
         self._seq = 0
         self._closed = False
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes waiting for a flush, or for a retry after a failed one, in every file."""
+        with self._lock:
+            segments = list(self._segments)
+        return sum(s.writer.buffered_bytes if s.writer else len(s.records.buffer) for s in segments)
+
     def write(self, ts_ns: int, source: str, data: Data) -> None:
         """Encode one frame into memory, into the current file's buffer or a new file's."""
         with self._lock:

@@ -206,10 +206,26 @@ def _panels(data: ReportData) -> list[_Panel]:
             if len(array) != len(ts_ns):
                 raise ReportError(f"{len(array)} values for {len(ts_ns)} times", f"{where}.{name}")
             lines.append(_Line(name, colour, ts_ns, array))
-        panels.append(_Panel(symbol, lines, trades.pop(symbol, [])))
+        # Indicators on another scale than the price (RSI, ATR, volume) get a panel of their
+        # own below it: on the price's axis they would flatten it.
+        price, others = lines[:1], []
+        for line in lines[1:]:
+            (price if _on_price_scale(line.values, lines[0].values) else others).append(line)
+        panels.append(_Panel(symbol, price, trades.pop(symbol, [])))
+        if others:
+            panels.append(_Panel(f"{symbol} · indicators on their own scale", others, []))
     # Trades of a symbol with no series still get a panel: nothing traded goes unseen.
     panels.extend(_Panel(symbol, [], traded) for symbol, traded in trades.items())
     return panels
+
+
+def _on_price_scale(values: Floats, close: Floats) -> bool:
+    """The indicator's typical value is within a factor of two of the price's."""
+    mine, price = values[np.isfinite(values)], close[np.isfinite(close)]
+    if not mine.size or not price.size:
+        return True
+    level, typical = float(np.median(np.abs(price))), float(np.median(np.abs(mine)))
+    return level == 0.0 or 0.5 <= typical / level <= 2.0
 
 
 def _equity_series(equity: list[tuple[int, float]]) -> _Line:

@@ -567,3 +567,22 @@ def test_bad_input_is_a_typed_error_and_writes_nothing(
         write_report(sample(**changes), tmp_path / "out")
     assert caught.value.where == where
     assert not (tmp_path / "out").exists()
+
+
+def test_an_indicator_on_another_scale_gets_its_own_panel_below_the_price(tmp_path: Path) -> None:
+    closes = [190.0 + math.sin(i / 5) for i in range(60)]
+    series = SymbolSeries(
+        ts_ns=minutes(60),
+        close=closes,
+        indicators={
+            "ema(timeperiod=5)": [NAN] * 4 + closes[4:],
+            "rsi(timeperiod=14)": [NAN] * 14 + [50 + 20 * math.sin(i / 3) for i in range(46)],
+        },
+    )
+    _, html_path = write_report(sample(symbols={"AAPL": series}), tmp_path)
+    page = read_page(html_path)
+    symbols = [p.attrs.get("data-symbol") for p in page.panels()]
+    assert symbols == ["AAPL", "AAPL · indicators on their own scale", "BTC/USD", None]
+    price, own = page.panels()[:2]
+    assert set(series_paths(page.svg(price))) == {"close", "ema(timeperiod=5)"}
+    assert set(series_paths(page.svg(own))) == {"rsi(timeperiod=14)"}

@@ -7,7 +7,8 @@ order; the same inputs give the same orders, fills and ids (a replay is repeatab
 How orders execute (the choices a simulator has to make, stated once):
 
 * the price an order meets is the latest market event's: a trade's price (both sides), a
-  quote's far side (buys meet the ask, sells the bid) or a bar's close;
+  quote's far side (buys meet the ask, sells the bid) or a minute bar's close (the
+  day-to-date and updated bars offer nothing: their volume was offered already);
 * at submission an order meets the latest price with no size limit, so a marketable order fills
   in full at once; after that, each new event offers its size (a trade's size, a quote's size on
   the far side in shares (stock quotes come in round lots of 100), a bar's volume; a bar with no
@@ -31,7 +32,6 @@ orders and position lookups accept either form.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +55,7 @@ from tickd.codecs.schema import (
 from tickd.codecs.timestamps import NS_PER_SECOND, format_rfc3339_ns, parse_rfc3339_ns
 
 from .chaos import Chaos
+from .market import valid_symbol
 
 __all__ = [
     "Account",
@@ -78,7 +79,6 @@ _ROUND_LOT: Final = 100
 OPEN_STATUSES: Final = frozenset({"new", "partially_filled", "accepted", "pending_new"})
 _TYPES: Final = frozenset({"market", "limit", "stop", "stop_limit"})
 _TIME_IN_FORCE: Final = frozenset({"day", "gtc", "ioc", "fok"})
-_SYMBOL: Final = re.compile(r"[A-Z0-9.]{1,12}(/[A-Z0-9]{2,6})?")
 OrderListener: TypeAlias = Callable[[OrderUpdate], None]
 
 
@@ -297,11 +297,18 @@ class MatchingEngine:
         seed: int = 0,
         assets: Iterable[str] = (),
         on_symbol: Callable[[str], None] | None = None,
+        sessions: tuple[str, str] | None = None,
     ) -> None:
         """``assets`` are listed from the start (any symbol with market events joins them);
         ``on_symbol`` hears of a symbol an order names before its first price (the market can
-        start streaming it)."""
+        start streaming it). ``sessions`` (UTC ``HH:MM`` open and close, weekdays) is the
+        equity session of a market that keeps one: the clock follows it, day orders expire at
+        its close and an equity order does not meet the last price while it is closed (it waits
+        for the open). None: always open, the "session" ending at midnight UTC."""
         self.clock_ns = clock_ns
+        self._sessions = (
+            None if sessions is None else (_hhmm_ns(sessions[0]), _hhmm_ns(sessions[1]))
+        )
         self.chaos = chaos
         self.cash = cash
         self.initial_cash = cash
@@ -374,7 +381,7 @@ class MatchingEngine:
                 _decimal(event.ask_size * lot),
                 _decimal(event.bid_size * lot),
             )
-        if isinstance(event, Bar | CryptoBar):
+        if kind is Bar or kind is CryptoBar:  # minute bars only: not the day-to-date bar
             close = _decimal(event.close)
             volume = _decimal(event.volume) or None
             return event.symbol, close, close, volume, volume
@@ -431,12 +438,11 @@ class MatchingEngine:
             raise OrderError(500, 50010000, "internal server error")
         order = self._validate(request, now)
         price = self._prices.get(order.symbol)
-        if price is not None:
-            self._check_funds(order, price)
+        self._check_funds(order, price)
         working = _Working(
             order=order,
             triggered=order.stop_price is None,
-            expires_ns=(now // _DAY_NS + 1) * _DAY_NS if order.time_in_force == "day" else None,
+            expires_ns=self._session(now)[2] if order.time_in_force == "day" else None,
         )
         self._orders[order.id] = order
         self._by_client_id[order.client_order_id] = order.id
@@ -446,8 +452,11 @@ class MatchingEngine:
             if self._on_symbol is not None:
                 self._on_symbol(order.symbol)
         self._emit(self._update("new", order, now))
-        fillable = price is not None and self._marketable(
-            working, price.buy if order.side == "buy" else price.sell
+        closed = not is_crypto(order.symbol) and not self._session(now)[0]
+        fillable = (
+            price is not None
+            and not closed
+            and self._marketable(working, price.buy if order.side == "buy" else price.sell)
         )
         if fillable and price is not None:
             self._execute(working, price.buy if order.side == "buy" else price.sell, None, now)
@@ -473,9 +482,10 @@ class MatchingEngine:
             raise _invalid("qty or notional is required, not both")
         if request.notional is not None and kind != "market":
             raise _invalid("notional is only allowed for market orders")
-        amount = request.qty if request.qty is not None else request.notional
-        if amount is None or amount <= 0:
-            raise _invalid("qty and notional must be > 0")
+        for name in ("qty", "notional", "limit_price", "stop_price"):
+            value = getattr(request, name)
+            if value is not None and not (value.is_finite() and value > 0):
+                raise _invalid(f"{name} must be a number > 0")
         if kind in ("limit", "stop_limit") and request.limit_price is None:
             raise _invalid(f"limit_price is required for {kind} orders")
         if kind in ("stop", "stop_limit") and request.stop_price is None:
@@ -510,36 +520,51 @@ class MatchingEngine:
         )
 
     def _symbol(self, text: str) -> str:
-        """The order symbol: a listed crypto pair as ``BTC/USD`` whichever form was sent."""
-        if not _SYMBOL.fullmatch(text):
+        """The order symbol: a listed crypto pair as ``BTC/USD`` whichever form was sent. Valid
+        means valid for the market too (an order starts the symbol there)."""
+        if not valid_symbol(text):
             raise _invalid(f"invalid symbol {text!r}")
         if is_crypto(text):
             return text
         known = {position_symbol(s): s for s in self._assets if is_crypto(s)}
         return known.get(text, text)
 
-    def _check_funds(self, order: Order, price: _Price) -> None:
+    def _check_funds(self, order: Order, price: _Price | None) -> None:
+        """Buys, and equity sells past the long position (a short), need buying power (when a
+        price is known); a crypto sell needs the coins, less what open sells already hold."""
+        held = self._positions.get(order.symbol, _Position()).qty
+        selling = sum(
+            (w.order.qty or ZERO) - (w.order.filled_qty or ZERO)
+            for w in self._working.values()
+            if w.order.symbol == order.symbol and w.order.side == "sell"
+        )
         if order.side == "buy":
+            if price is None:
+                return
             at = order.limit_price or price.buy
             cost = order.notional if order.qty is None else order.qty * at
             assert cost is not None
             if cost > self._buying_power():
                 raise OrderError(403, 40310000, "insufficient buying power")
-        elif is_crypto(order.symbol) and order.qty is not None:
-            held = self._positions.get(order.symbol, _Position()).qty
-            selling = sum(
-                (w.order.qty or ZERO) - (w.order.filled_qty or ZERO)
-                for w in self._working.values()
-                if w.order.symbol == order.symbol and w.order.side == "sell"
-            )
+        elif is_crypto(order.symbol):
             available = held - selling
-            if order.qty > available:
+            quantity = order.qty
+            if quantity is None and price is not None:
+                quantity = (order.notional or ZERO) / price.sell
+            if quantity is None or quantity > available:
                 raise OrderError(
                     403,
                     40310000,
                     f"insufficient balance for {order.symbol.split('/')[0]} "
-                    f"(requested: {order.qty}, available: {_tidy(max(available, ZERO))})",
+                    f"(requested: {order.qty or order.notional}, "
+                    f"available: {_tidy(max(available, ZERO))})",
                 )
+        elif price is not None:
+            at = order.limit_price or price.sell
+            quantity = order.qty if order.qty is not None else (order.notional or ZERO) / at
+            short = quantity - max(held - selling, ZERO)
+            if short > 0 and short * at > self._buying_power():
+                raise OrderError(403, 40310000, "insufficient buying power")
 
     def _execute(
         self, working: _Working, price: Decimal, available: Decimal | None, now: int
@@ -554,8 +579,10 @@ class MatchingEngine:
                 return ZERO
         filled = order.filled_qty or ZERO
         qty = order.qty - filled
-        if available is not None:
-            qty = min(qty, available)
+        if available is not None and available < qty:
+            qty = available.quantize(_QTY_STEP, ROUND_DOWN)  # at most 9 decimals, as Alpaca
+            if not qty:
+                return ZERO
         if working.order.time_in_force == "fok" and filled + qty < order.qty:
             return ZERO
         cumulative = filled + qty
@@ -706,6 +733,8 @@ class MatchingEngine:
         held = abs(view.qty)
         if qty is not None and percentage is not None:
             raise _invalid("only one of qty or percentage may be given")
+        if any(v is not None and not v.is_finite() for v in (qty, percentage)):
+            raise _invalid("qty and percentage must be numbers")
         amount = held if qty is None else qty
         if percentage is not None:
             amount = (held * percentage / 100).quantize(_QTY_STEP, ROUND_DOWN)
@@ -827,13 +856,34 @@ class MatchingEngine:
         raise _not_found(f"asset not found for {symbol}")
 
     def clock(self) -> MarketClock:
-        """Always open (the fake market streams around the clock); the "session" ends at the
-        next midnight UTC, when day orders expire."""
+        """The equity session (see the constructor): always open by default, the "session"
+        ending at the next midnight UTC, when day orders expire."""
         now = self.clock_ns()
-        midnight = format_rfc3339_ns((now // _DAY_NS + 1) * _DAY_NS)
+        is_open, next_open, next_close = self._session(now)
         return MarketClock(
-            timestamp=format_rfc3339_ns(now), is_open=True, next_open=midnight, next_close=midnight
+            timestamp=format_rfc3339_ns(now),
+            is_open=is_open,
+            next_open=format_rfc3339_ns(next_open),
+            next_close=format_rfc3339_ns(next_close),
         )
+
+    def _session(self, now: int) -> tuple[bool, int, int]:
+        """(open now, the next open, the next close) at ``now``."""
+        if self._sessions is None:
+            midnight = (now // _DAY_NS + 1) * _DAY_NS
+            return True, midnight, midnight
+        open_ns, close_ns = self._sessions
+        today = now // _DAY_NS
+        sessions = [
+            (day * _DAY_NS + open_ns, day * _DAY_NS + close_ns)
+            for day in range(today, today + 9)
+            if (day + 3) % 7 < 5  # 1970-01-01 was a Thursday: Monday to Friday
+        ]
+        current = next(i for i, (_, end) in enumerate(sessions) if now < end)
+        start, end = sessions[current]
+        if now >= start:
+            return True, sessions[current + 1][0], end
+        return False, start, end
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -860,6 +910,12 @@ class MatchingEngine:
     def _update(self, event: str, order: Order, now: int) -> OrderUpdate:
         """An event with a snapshot of the order (the order changes later; the event must not)."""
         return OrderUpdate(event=event, order=msgspec.structs.replace(order), ts_event=now)
+
+
+def _hhmm_ns(text: str) -> int:
+    """``"13:30"`` -> nanoseconds after midnight."""
+    hours, _, minutes = text.partition(":")
+    return (int(hours) * 3600 + int(minutes) * 60) * NS_PER_SECOND
 
 
 def _activity_stamp(ns: int) -> str:

@@ -18,12 +18,14 @@ import json
 import secrets
 import signal
 import sys
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskStatus
+
+from tickd.codecs.synthetic import MarketConfig
 
 from .chaos import Chaos, ChaosSettings
 from .market import Market, MarketSettings
@@ -32,6 +34,9 @@ from .stream import StreamServer, StreamSettings
 from .trading import TradingServer
 
 __all__ = ["FakeExchange", "FakeExchangeSettings", "configure_parser", "run_cli"]
+
+# The synthetic market's weekday equity session (UTC), which ``--sessions`` keeps.
+_SESSION: Final = (MarketConfig().session_open_utc, MarketConfig().session_close_utc)
 
 
 class FakeExchangeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -72,6 +77,7 @@ class FakeExchange:
             seed=settings.seed,
             assets=settings.symbols,
             on_symbol=self.market.ensure,
+            sessions=None if settings.always_open else _SESSION,
         )
         self.market.subscribe(self.engine.on_market)
         self.streams = StreamServer(

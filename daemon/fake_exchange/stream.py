@@ -93,8 +93,12 @@ ERROR_MESSAGES: Final = {
     405: "symbol limit exceeded",
     406: "connection limit exceeded",
     407: "slow client",
+    408: "v2 not enabled",
     409: "insufficient subscription",
     410: "invalid subscribe action for this feed",
+    411: "insufficient scope",
+    412: "option messages are only available in MsgPack format",
+    413: "star subscription is not allowed for option quotes",
     500: "internal error",
 }
 _STOCKS: Final = (

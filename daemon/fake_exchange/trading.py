@@ -156,9 +156,12 @@ def _time(text: str, name: str) -> int:
 
 def _number(text: str, name: str) -> Decimal:
     try:
-        return Decimal(text)
+        number = Decimal(text)
     except InvalidOperation:
-        raise OrderError(422, 40010001, f"invalid {name}: {text!r}") from None
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise OrderError(422, 40010001, f"invalid {name}: {text!r}")
+    return number
 
 
 def _integer(text: str, name: str) -> int:
@@ -320,6 +323,11 @@ class TradingServer:
                 reply = self._route(request)
             except OrderError as exc:
                 reply = _error(exc.status, exc.code, exc.message)
+            except SubmitUnansweredError:  # chaos, from any route that submits (a close, too)
+                reply = _Reply(200, hold=True)
+            except Exception:  # a bug here must cost this request, not the whole server
+                _log.exception("trading_request_failed", method=request.method, path=request.path)
+                reply = _error(500, 50010000, "internal server error")
         if reply.status >= 400:
             self.stats.errors[reply.status] = self.stats.errors.get(reply.status, 0) + 1
         return reply
@@ -375,11 +383,7 @@ class TradingServer:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.stats.bad_messages += 1
             return _error(422, 40010001, f"invalid order: {exc}")
-        try:
-            order = self.engine.submit(new)
-        except SubmitUnansweredError:
-            return _Reply(200, hold=True)
-        return _Reply(200, order_json(order))
+        return _Reply(200, order_json(self.engine.submit(new)))
 
     def _orders(self, request: _Request) -> _Reply:
         q = request.query

@@ -6,11 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
-from tickd.codecs.schema import CryptoTrade, OrderUpdate, Quote, Trade
+from tickd.codecs.schema import Bar, CryptoTrade, DailyBar, OrderUpdate, Quote, Trade, UpdatedBar
 from tickd.codecs.synthetic import MarketConfig, SyntheticMarket
+from tickd.codecs.timestamps import parse_rfc3339_ns
 from tickd.daemon.fake_exchange.chaos import Chaos, ChaosSettings
+from tickd.daemon.fake_exchange.market import valid_symbol
 from tickd.daemon.fake_exchange.matching import MatchingEngine, NewOrder, OrderError
 
 T0 = 1_700_000_000_000_000_000
@@ -286,3 +289,108 @@ def test_a_replay_is_repeatable_and_the_seed_changes_the_ids() -> None:
     assert [e[0] for e in first[:-2]] == [e[0] for e in other[:-2]]
     assert [e[1] for e in first[:-2]] != [e[1] for e in other[:-2]]
     assert any(e[0] == "partial_fill" for e in first[:-2])
+
+
+def test_only_minute_bars_offer_volume_not_the_day_to_date_or_updated_bars() -> None:
+    engine, events = engine_with()
+    placed = engine.submit(order(qty=Decimal(250)))
+    minute = Bar(symbol="AAPL", ts_event=T0, open=10, high=10, low=10, close=10.0, volume=100)
+    fields = msgspec.structs.asdict(minute) | {"volume": 10**6}
+    engine.on_market([minute, DailyBar(**fields), UpdatedBar(**fields)])
+    assert summary(events)[1:] == [("partial_fill", Decimal(100), Decimal("10.0"), Decimal(100))]
+    assert engine.get(placed.id).status == "partially_filled"
+
+
+def test_numbers_that_are_not_finite_are_refused_and_the_engine_goes_on() -> None:
+    engine, events = engine_with()
+    engine.on_market([trade(100.0)])
+    for fields in (
+        {"qty": Decimal("NaN")},
+        {"qty": Decimal("Infinity")},
+        {"type": "limit", "limit_price": Decimal("NaN")},
+        {"type": "stop", "stop_price": Decimal("-Infinity")},
+        {"type": "limit", "limit_price": Decimal(0)},
+    ):
+        with pytest.raises(OrderError) as refused:
+            engine.submit(order(**fields))
+        assert refused.value.status == 422, fields
+    assert events == []
+    engine.submit(order(qty=Decimal(1)))
+    with pytest.raises(OrderError) as bad_close:
+        engine.close_position("AAPL", qty=Decimal("NaN"))
+    assert bad_close.value.status == 422
+    engine.on_market([trade(101.0)])
+    assert engine.position("AAPL").current_price == Decimal(101)
+
+
+def test_symbols_the_market_cannot_start_are_refused_not_handed_to_it() -> None:
+    started: list[str] = []
+
+    def ensure(symbol: str) -> None:
+        if not valid_symbol(symbol):
+            raise ValueError(f"not a symbol: {symbol!r}")
+        started.append(symbol)
+
+    engine, _ = engine_with(on_symbol=ensure)
+    for symbol in ("1ABC", ".X", "BTC/", "ABCDEFGHIJKLMNOPQRSTU"):
+        with pytest.raises(OrderError) as refused:
+            engine.submit(order(symbol=symbol))
+        assert refused.value.status == 422, symbol
+    engine.submit(order(symbol="BRK.B"))
+    assert started == ["BRK.B"] and engine.stats.submissions == 5
+
+
+def test_a_short_sale_needs_buying_power_and_a_crypto_sale_the_coins_priced_or_not() -> None:
+    engine, _ = engine_with(cash="1000")
+    engine.on_market([trade(100.0)])
+    engine.submit(order(qty=Decimal(5)))  # 500 spent, 500 cash left
+    with pytest.raises(OrderError) as refused:  # sells 5, shorts 6 (600 > 500)
+        engine.submit(order(side="sell", qty=Decimal(11)))
+    assert (refused.value.status, refused.value.message) == (403, "insufficient buying power")
+    engine.submit(order(side="sell", qty=Decimal(7)))  # sells 5, shorts 2 (200)
+    assert engine.position("AAPL").qty == Decimal(-2)
+
+    with pytest.raises(OrderError) as no_coins:  # no ETH price yet, and no ETH either
+        engine.submit(order(symbol="ETH/USD", side="sell", qty=Decimal(1), time_in_force="gtc"))
+    assert no_coins.value.status == 403 and "insufficient balance" in no_coins.value.message
+
+
+def test_fills_from_fractional_sizes_keep_at_most_nine_decimals() -> None:
+    engine, events = engine_with()
+    engine.submit(order(symbol="BTC/USD", qty=Decimal(1), time_in_force="gtc"))
+    size = 0.123456789123
+    engine.on_market([CryptoTrade(symbol="BTC/USD", ts_event=T0, price=100.0, size=size)])
+    assert events[-1].event == "partial_fill" and events[-1].qty == Decimal("0.123456789")
+    assert engine.positions()[0].qty == Decimal("0.123456789")
+
+
+SATURDAY = parse_rfc3339_ns("2025-11-29T15:00:00Z")
+
+
+def test_with_sessions_the_clock_follows_them_and_equity_orders_wait_for_the_open() -> None:
+    clock = StepClock(SATURDAY)
+    engine = MatchingEngine(clock_ns=clock, chaos=Chaos(), sessions=("13:30", "20:00"))
+    engine.on_market([trade(100.0), CryptoTrade(symbol="BTC/USD", ts_event=T0, price=1.0, size=5)])
+    shut = engine.clock()
+    assert (shut.is_open, shut.next_open, shut.next_close) == (
+        False,
+        "2025-12-01T13:30:00Z",
+        "2025-12-01T20:00:00Z",
+    )
+    waiting = engine.submit(order())  # a day market order, closed: it waits for the open
+    coins = engine.submit(order(symbol="BTC/USD", qty=Decimal(1), time_in_force="gtc"))
+    assert engine.get(waiting.id).status == "new" and engine.get(coins.id).status == "filled"
+
+    clock.now = parse_rfc3339_ns("2025-12-01T14:00:00Z")
+    open_now = engine.clock()
+    assert (open_now.is_open, open_now.next_open, open_now.next_close) == (
+        True,
+        "2025-12-02T13:30:00Z",
+        "2025-12-01T20:00:00Z",
+    )
+    engine.on_market([trade(101.0, size=5)])
+    assert engine.get(waiting.id).status == "partially_filled"
+    clock.now = parse_rfc3339_ns("2025-12-01T20:00:00Z")  # the close: day orders expire
+    engine.on_market([])
+    assert engine.get(waiting.id).status == "expired"
+    assert MatchingEngine(clock_ns=StepClock(SATURDAY), chaos=Chaos()).clock().is_open

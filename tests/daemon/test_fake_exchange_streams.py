@@ -475,7 +475,12 @@ async def test_chaos_oversized_frames_break_a_client_with_a_smaller_limit() -> N
 
 @pytest.mark.parametrize(
     ("code", "msg"),
-    [(406, "connection limit exceeded"), (407, "slow client"), (500, "internal error")],
+    [
+        (406, "connection limit exceeded"),
+        (407, "slow client"),
+        (411, "insufficient scope"),
+        (500, "internal error"),
+    ],
 )
 async def test_chaos_connect_error_answers_the_auth_with_it(code: int, msg: str) -> None:
     async with exchange(ChaosSettings(connect_error=code)) as ex, raw(ex.url) as client:

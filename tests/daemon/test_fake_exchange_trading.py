@@ -322,3 +322,41 @@ async def test_a_restart_refuses_rest_and_drops_the_stream_which_reconnects_with
     assert isinstance(gap, FeedGap) and gap.source == "alpaca.trade_updates"
     assert exchange.chaos.injected == {"restart": 1}
     assert exchange.server.stats.refused >= 1
+
+
+def rest(exchange: Exchange, method: str, path: str, **kw: Any) -> requests.Response:
+    headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    return requests.request(
+        method, exchange.server.url + path, headers=headers, **({"timeout": 5} | kw)
+    )
+
+
+async def test_a_request_the_server_fails_on_costs_that_request_only(exchange: Exchange) -> None:
+    def failing() -> Any:
+        raise RuntimeError("a bug in a route")
+
+    exchange.engine.account = failing  # type: ignore[method-assign]
+    broken = await call(rest, exchange, "GET", "/v2/account")
+    assert (broken.status_code, broken.json()["code"]) == (500, 50010000)
+    nan = {"symbol": "AAPL", "side": "buy", "type": "market", "time_in_force": "day", "qty": "NaN"}
+    refused = await call(partial(rest, json=nan), exchange, "POST", "/v2/orders")
+    assert refused.status_code == 422
+    exchange.price(100.0)
+    await call(exchange.client().submit_order, market("long-1", qty=2))
+    bad_close = await call(rest, exchange, "DELETE", "/v2/positions/AAPL?qty=NaN")
+    assert bad_close.status_code == 422
+    assert [p.symbol for p in await call(exchange.client().get_all_positions)] == ["AAPL"]
+
+
+async def test_closing_a_position_under_submit_timeout_chaos_is_held_not_fatal(
+    exchange: Exchange,
+) -> None:
+    exchange.price(100.0)
+    client = exchange.client()
+    await call(client.submit_order, market("long-2", qty=3))
+    exchange.chaos.update({"submit_timeout_every": 1})
+    with pytest.raises(requests.Timeout):
+        await call(partial(rest, timeout=0.5), exchange, "DELETE", "/v2/positions/AAPL")
+    assert exchange.server.stats.held == 1
+    exchange.chaos.update({"submit_timeout_every": 0})
+    assert await call(client.get_all_positions) == []  # the close was kept, and filled

@@ -609,6 +609,7 @@ class TapeReader:
         self.ignored_bytes = 0
         self.salvaged = 0
         self.tail_error: str | None = None
+        self.position = 0  # bytes of the file read so far (a progress bar's measure)
 
     def __iter__(self) -> Iterator[TapeRecord]:
         return cast(Iterator[TapeRecord], self._read(zero_copy=False))
@@ -644,6 +645,7 @@ class TapeReader:
             if need > os.fstat(file.fileno()).st_size - offset - len(buf):
                 return offset + pos, "torn record"
             chunk = file.read(max(_READ_CHUNK, need))
+            self.position = file.tell()
             if not chunk:
                 return offset + pos, ("torn record" if left else None)
             offset += pos
@@ -663,6 +665,7 @@ class TapeReader:
                 return offset, f"impossible block length {raw_length}"
             left = os.fstat(file.fileno()).st_size - offset - _BLOCK.size
             frame = file.read(min(length, left))
+            self.position = file.tell()
             if len(frame) < length:
                 yield from self._salvage(zstd, frame, names, zero_copy)
                 return offset, "torn block"

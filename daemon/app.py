@@ -83,8 +83,8 @@ class App:
         feeds: bool = True,
     ) -> None:
         """``feeds=False`` builds the graph for a replay: events enter through :attr:`bus`,
-        exactly where the feeds would publish them; nothing reaches out either (no warm-up
-        fetch: a tape holds its history; no operator switch: a replay's state is its own)."""
+        exactly where the feeds would publish them; no operator switch (a replay's state is its
+        own) and restarts without backoff (see :class:`Supervisor`)."""
         self.config = config
         self.live = feeds
         self.clock: Clock = clock or LiveClock()
@@ -92,7 +92,9 @@ class App:
         runtime = config.runtime
         self.supervisor = Supervisor(
             RestartPolicy(
-                backoff=runtime.restart_backoff,
+                # A replay restarts a crashed actor at once: its clock moves only with the tape,
+                # so a backoff on it would wait for a tape that waits for the actor.
+                backoff=runtime.restart_backoff if feeds else 0.0,
                 backoff_max=runtime.restart_backoff_max,
                 budget=runtime.restart_budget,
                 window=runtime.restart_window,
@@ -104,6 +106,7 @@ class App:
         self.control: ControlWatcher | None = None  # the operator's switch, when trading
         self.warmup: WarmUp | None = None  # history for the bank before the feeds connect
         self.broker: Broker | None = None  # when trading
+        self.backfills: list[BarBackfill] = []  # the market feeds' gap fills
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
@@ -137,6 +140,17 @@ class App:
             if host is not None:
                 self._trading(host, symbols, kinds)
         self.feeds = self._feeds() if feeds else []
+        alpaca = config.alpaca
+        # History first: for the strategies, or for a recording (its replay warms up from it).
+        if alpaca.warmup_bars and (self.strategies or config.record.enabled):
+            settings = WarmUpSettings(
+                bars=alpaca.warmup_bars,
+                stocks=config.symbols.stocks,
+                crypto=config.symbols.crypto,
+                feed="sip" if alpaca.feed == "sip" else "iex",
+                data_url=alpaca.data_url,
+            )
+            self.warmup = WarmUp(settings, alpaca.key_id, alpaca.secret_key, self.clock)
         self.recorder: Recorder | None = None
         record = config.record
         if record.enabled and self.feeds:
@@ -151,6 +165,8 @@ class App:
             )
             for feed in self.feeds:
                 self.recorder.attach(feed)
+            for backfill in self.backfills:
+                backfill.tap = self.recorder.write
 
     def _trading(
         self, host: Mailbox[Any], symbols: tuple[str, ...], bank_kinds: tuple[type, ...]
@@ -207,16 +223,6 @@ class App:
             broker_box, self.broker, self.risk, bus.publish_many, self.clock
         )
         self.actors += [self.host, self.risk_actor, self.broker_actor]
-        alpaca = config.alpaca
-        if alpaca.warmup_bars and self.live:
-            settings = WarmUpSettings(
-                bars=alpaca.warmup_bars,
-                stocks=config.symbols.stocks,
-                crypto=config.symbols.crypto,
-                feed="sip" if alpaca.feed == "sip" else "iex",
-                data_url=alpaca.data_url,
-            )
-            self.warmup = WarmUp(settings, alpaca.key_id, alpaca.secret_key, self.clock)
         if self.live:
             self.control = ControlWatcher(directory, self.risk, self.clock)
 
@@ -330,18 +336,22 @@ class App:
             feed="sip" if alpaca.feed == "sip" else "iex",
             base_url=alpaca.data_url,
         )
-        return BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)
+        backfill = BarBackfill(settings, alpaca.key_id, alpaca.secret_key, self.clock)
+        self.backfills.append(backfill)
+        return backfill
 
     async def warm_up(self, history: Sequence[Bar | CryptoBar]) -> None:
         """Prime the bank and the strategies with history bars (live: fetched before the feeds
         connect; replay: read from the tape)."""
-        if history:  # decisions on these bars prime the strategies; they never trade
-            self.host.trade_after_ns = max(b.ts_event for b in history) + 1
-        await self.indicators.mailbox.send_many(list(history))
-        # Risk's first marks: each symbol's newest bar only (the history's drift is no loss of
-        # today's, and a reconciled position starts at the newest price).
-        newest = {b.symbol: b for b in history}
-        await self.risk_actor.mailbox.send_many(list(newest.values()))
+        if self.broker is not None and history:  # trading: decisions on these bars prime
+            self.host.trade_after_ns = max(b.ts_event for b in history) + 1  # (never trade)
+        if hasattr(self, "indicators"):
+            await self.indicators.mailbox.send_many(list(history))
+        if self.broker is not None:
+            # Risk's first marks: each symbol's newest bar only (the history's drift is no loss
+            # of today's, and a reconciled position starts at the newest price).
+            newest = {b.symbol: b for b in history}
+            await self.risk_actor.mailbox.send_many(list(newest.values()))
 
     async def drained(self) -> None:
         """Wait until every actor has handled everything sent to it, including what it sent on

@@ -75,7 +75,7 @@ class Bus:
     async def publish_many(self, events: list[Any]) -> None:
         """Publish events in order (one decoded frame, typically), with one send per mailbox:
         each mailbox gets its share of ``events`` in their order, as one batch."""
-        kinds = set(map(type, events))
+        kinds = dict.fromkeys(map(type, events))  # in order of appearance: deterministic
         if len(kinds) == 1 and (kind := next(iter(kinds))) not in self._by_symbol:
             # The hot path: one kind (a frame of trades), whose subscribers all take every
             # symbol: the frame goes on whole, with no work per event.
@@ -85,7 +85,7 @@ class Bus:
             if not route:
                 self.unrouted[kind.__name__] += len(events)
             return
-        if kinds.isdisjoint(self._by_symbol):
+        if self._by_symbol.isdisjoint(kinds):
             # Several kinds (trades and a bar), no routing by symbol: each mailbox gets the
             # events of the kinds it takes, in order, with no lookup per event.
             takes: dict[Mailbox[Any], set[type]] = {}
@@ -96,7 +96,7 @@ class Bus:
                 if not route:
                     self.unrouted[kind.__name__] += sum(1 for e in events if type(e) is kind)
             for mailbox, taken in takes.items():
-                share = events if taken == kinds else [e for e in events if type(e) in taken]
+                share = events if taken == kinds.keys() else [e for e in events if type(e) in taken]
                 await mailbox.send_many(share)
             return
         # Some kinds go by symbol: those events are routed one by one; the others' routes are

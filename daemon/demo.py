@@ -13,6 +13,7 @@ with the simulated broker (the digest line names its decisions) and a report is 
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -105,10 +106,21 @@ async def _demo(
     log_path: Path,
     out: Callable[[str], None],
 ) -> int:
+    shutil.rmtree(out_path / "state", ignore_errors=True)  # each run starts flat and active
     settings = FakeExchangeSettings(symbols=DEMO_SYMBOLS, seed=seed, speed=speed)
     exchange = FakeExchange(settings)
-    with _logs_to(log_path):
+    stop = anyio.Event()
+    finished = False
+    with _logs_to(log_path), anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tasks:
+
+            async def on_signals() -> None:
+                async for _ in signals:  # the first asks for the end; a second one insists
+                    if stop.is_set():
+                        tasks.cancel_scope.cancel()
+                    stop.set()
+
+            tasks.start_soon(on_signals)
             urls: dict[str, str] = await tasks.start(exchange.run)
             market, trading = urls["market_data_url"], urls["trading_url"]
             out(f"fake exchange: market data {market}, trading {trading}")
@@ -120,11 +132,28 @@ async def _demo(
                     f"daemon: ema_cross(5, 20) on {', '.join(DEMO_SYMBOLS)}, orders through "
                     f"alpaca-py; {duration:g} s at {speed:g}x market time (Ctrl-C stops)"
                 )
-                await _watch(app, duration)
+                with anyio.move_on_after(duration):
+                    async with anyio.create_task_group() as watching:
+                        watching.start_soon(_watch, app)
+                        await stop.wait()
+                        watching.cancel_scope.cancel()
+                await _settle(app)
                 app.stop()  # the ordered shutdown: feeds, then each actor drains; tape closed
             venue = await anyio.to_thread.run_sync(_venue_positions, urls)
             exchange.stop()
+            finished = True
+            tasks.cancel_scope.cancel()
+        if not finished:  # a second Ctrl-C: stop now, say nothing more
+            return 130
         return await _finish(app, venue, config, out_path, log_path, out)
+
+
+async def _settle(app: App, patience: float = 5.0) -> None:
+    """Give orders already sent a moment to be answered (their fills on ``trade_updates``), so
+    the books compare what both sides know."""
+    with anyio.move_on_after(patience):
+        while app.portfolio.orders or app.portfolio.pending:
+            await anyio.sleep(0.05)
 
 
 def _venue_positions(urls: dict[str, str]) -> dict[str, Decimal]:
@@ -138,35 +167,27 @@ def _venue_positions(urls: dict[str, str]) -> dict[str, Decimal]:
     return {p["symbol"]: Decimal(p["qty"]) for p in positions if Decimal(p["qty"])}
 
 
-async def _watch(app: App, duration: float) -> None:
-    """The status line, once a second, until ``duration`` passes or SIGINT/SIGTERM."""
+async def _watch(app: App) -> None:
+    """The status line, once a second, until cancelled."""
     interactive = sys.stderr.isatty()
     started = last_time = time.monotonic()
     last_events = 0
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        with anyio.move_on_after(duration):
-            async with anyio.create_task_group() as tg:
-
-                async def on_signal() -> None:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
-                        return
-
-                tg.start_soon(on_signal)
-                while True:
-                    await anyio.sleep(1.0)
-                    now, events = time.monotonic(), _events(app)
-                    rate = (events - last_events) / (now - last_time)
-                    last_events, last_time = events, now
-                    line = _status(app, rate, now - started)
-                    print(
-                        f"\r{line}" if interactive else line,
-                        end="" if interactive else "\n",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    if interactive:
-        print(file=sys.stderr)
+    try:
+        while True:
+            await anyio.sleep(1.0)
+            now, events = time.monotonic(), _events(app)
+            rate = (events - last_events) / (now - last_time)
+            last_events, last_time = events, now
+            line = _status(app, rate, now - started)
+            print(
+                f"\r{line}" if interactive else line,
+                end="" if interactive else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        if interactive:
+            print(file=sys.stderr)
 
 
 def _events(app: App) -> int:

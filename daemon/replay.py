@@ -21,11 +21,11 @@ separate clock that tests can inject; ``None`` runs at full speed.
 from __future__ import annotations
 
 import hashlib
-import heapq
+import itertools
 import math
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -48,7 +48,6 @@ from tickd.codecs.schema import (
     CryptoBar,
     CryptoTrade,
     Listening,
-    News,
     OrderUpdate,
     Ping,
     StreamError,
@@ -64,7 +63,8 @@ from .app import App
 from .broker.sim import SimBroker
 from .clock import Clock, LiveClock, ManualClock
 from .config import Config
-from .feeds.polling import SeenNews
+from .feeds.backfill import BACKFILL_SUFFIX
+from .feeds.polling import FinnhubNewsSettings, NewsApiSettings, SeenNews
 from .indicators import IndicatorSnapshot
 from .latency import LatencyHistogram
 from .report import ReportData, SymbolSeries
@@ -85,8 +85,12 @@ _log = structlog.get_logger("tickd.replay")
 #: The order-id salt of every replay: the same decisions get the same client order ids.
 REPLAY_SALT = "tickd-replay-0000000000000000"
 _CONTROL = frozenset({Success, StreamError, Subscription, Authorization, Listening, Ping, ApiError})
-_NEWS_LOOKBACK_NS = 3 * 86_400 * 10**9
-_NEWS_SEEN = 100_000
+#: Polled news sources, by the settings their poller runs with.
+POLLED_NEWS: dict[str, type[msgspec.Struct]] = {
+    "newsapi": NewsApiSettings,
+    "finnhub.news": FinnhubNewsSettings,
+}
+_UNSET: Any = object()
 _CAPTURE = 10_000_000  # the replay's own mailboxes: never full (drained after every record)
 
 
@@ -101,6 +105,8 @@ class ReplaySummary(msgspec.Struct, kw_only=True):
     decode_errors: int = 0
     unknown: int = 0  # messages of unknown types (counted by the decoders)
     ignored_bytes: int = 0  # a torn tail of a tape
+    crashes: dict[str, int] = {}  # actors that crashed (and were restarted), by name
+    lost_in_crashes: int = 0  # messages of the batches that crashed them
     intents: int = 0
     orders: int = 0
     fills: int = 0
@@ -127,6 +133,42 @@ def digest_intents(intents: Iterable[OrderIntent]) -> str:
     return h.hexdigest()
 
 
+class _LiveOrder:
+    """Records in the order live published them. A gap's fill is tapped after the frame that
+    revealed the gap (stamped with that frame's time), but live it went out before that frame's
+    messages: looking a window ahead, it is moved back in front of its frame."""
+
+    def __init__(self, records: Iterator[TapeRecord], window: int = 4096) -> None:
+        self._records = records
+        self._window = window
+        self._ahead: deque[TapeRecord] = deque()
+        self._fills: dict[tuple[str, int], TapeRecord] = {}  # in the window, by (source, ts)
+
+    def __iter__(self) -> _LiveOrder:
+        return self
+
+    def __next__(self) -> TapeRecord:
+        ahead = self._ahead
+        while len(ahead) < self._window:
+            record = next(self._records, None)
+            if record is None:
+                break
+            ahead.append(record)
+            if record.source.endswith(BACKFILL_SUFFIX):
+                self._fills[record.source, record.ts_ns] = record
+        if not ahead:
+            raise StopIteration
+        record = ahead[0]
+        fill = self._fills.pop((record.source + BACKFILL_SUFFIX, record.ts_ns), None)
+        if fill is not None:
+            ahead.remove(fill)
+            return fill
+        ahead.popleft()
+        if record.source.endswith(BACKFILL_SUFFIX):
+            self._fills.pop((record.source, record.ts_ns), None)
+        return record
+
+
 class _Capture:
     """What the graph publishes of some kinds, collected for the summary and the report."""
 
@@ -148,23 +190,32 @@ class TapeDecoders:
 
     def __init__(self, *, trade_updates: bool = False) -> None:
         self.trade_updates = trade_updates
-        self._by_source: dict[str, Any] = {}
-        self.seen_news = SeenNews(_NEWS_LOOKBACK_NS, _NEWS_SEEN)
+        self._by_source: dict[tuple[str, str], Any] = {}
+        # Polled news as each poller remembers it (its lookback, its capacity).
+        self.seen_news = {
+            source: SeenNews(round(_default(kind, "lookback") * 1e9), _default(kind, "max_seen"))
+            for source, kind in POLLED_NEWS.items()
+        }
 
     def decode(self, record: TapeRecord) -> Decoded | None:
-        source = record.source
-        decoder = self._by_source.get(source)
-        if decoder is None:
-            decoder = self._by_source[source] = self._make(source, record.data)
+        """The record's messages; None for a source that is not decoded."""
+        data = record.data
+        # Each frame says its own encoding: a JSON frame starts with a bracket or a brace.
+        encoding: Literal["json", "msgpack"] = (
+            "json" if data.lstrip()[:1] in (b"[", b"{") else "msgpack"
+        )
+        key = (record.source, encoding)
+        decoder = self._by_source.get(key, _UNSET)
+        if decoder is _UNSET:
+            decoder = self._by_source[key] = self._make(record.source, encoding)
         if decoder is None:
             return None
-        decoded: Decoded = decoder(record.data, record.ts_ns)
+        decoded: Decoded = decoder(data, record.ts_ns)
         return decoded
 
-    def _make(self, source: str, first: bytes) -> Callable[[bytes, int], Decoded] | None:
-        encoding: Literal["json", "msgpack"] = (
-            "json" if first[:1] in (b"[", b"{", b" ", b"\n") else "msgpack"
-        )
+    def _make(
+        self, source: str, encoding: Literal["json", "msgpack"]
+    ) -> Callable[[bytes, int], Decoded] | None:
         if source.startswith(f"{HISTORY_SOURCE}."):
             asset = source.removeprefix(f"{HISTORY_SOURCE}.")
             if asset == "stocks":
@@ -172,8 +223,9 @@ class TapeDecoders:
             return partial(_history_page, asset="crypto") if asset == "crypto" else None
         if source == "alpaca.trade_updates":
             return TradingStreamDecoder(encoding).decode if self.trade_updates else None
-        if source in ("alpaca.stocks", "alpaca.crypto", "alpaca.news"):
-            stream: Stream = source.removeprefix("alpaca.")  # type: ignore[assignment]
+        feed = source.removesuffix(BACKFILL_SUFFIX)  # a gap's fill: a frame of its feed's
+        if feed in ("alpaca.stocks", "alpaca.crypto", "alpaca.news"):
+            stream: Stream = feed.removeprefix("alpaca.")  # type: ignore[assignment]
             return AlpacaDecoder(stream, encoding).decode
         if source == "finnhub.trades":
             return FinnhubDecoder().decode
@@ -183,10 +235,15 @@ class TapeDecoders:
             return decode_company_news
         return None
 
-    def fresh_news(self, news: list[Any], now_ns: int) -> list[Any]:
-        """Polled news as the poller publishes it: only what was not seen before."""
-        fresh, _ = self.seen_news.admit(news, now_ns)
+    def fresh_news(self, source: str, news: list[Any], now_ns: int) -> list[Any]:
+        """Polled news as its poller publishes it: only what it had not seen, oldest first."""
+        fresh, _ = self.seen_news[source].admit(news, now_ns)
+        fresh.sort(key=lambda item: item.ts_event)
         return fresh
+
+
+def _default(settings: type[msgspec.Struct], name: str) -> Any:
+    return next(f.default for f in msgspec.structs.fields(settings) if f.name == name)
 
 
 def _history_page(data: bytes, ts_recv: int, *, asset: Literal["stocks", "crypto"]) -> Decoded:
@@ -246,6 +303,8 @@ class Replayer:
         progress: Callable[[int, int], None] | None = None,
         report: bool = False,
     ) -> None:
+        """``progress(records, bytes)`` is called after each record with the records replayed
+        and the bytes of the tape files read so far (of :meth:`total_bytes`)."""
         if speed is not None and not speed > 0:
             raise ValueError(f"replay speed must be > 0, got {speed}")
         self.files = [p for path in paths for p in tape_paths(path)]
@@ -271,19 +330,20 @@ class Replayer:
                 self.config,
                 state_dir=state,
                 broker=msgspec.structs.replace(self.config.broker, kind="sim", live=False),
+                # The tape holds the history the live daemon warmed up from: no fetching.
+                alpaca=msgspec.structs.replace(self.config.alpaca, warmup_bars=0),
             )
             return await self._run(config)
 
     async def _run(self, config: Config) -> ReplaySummary:
         summary, decoders = self.summary, TapeDecoders()
+        # One file after another, as given (a rotated set sorts by name): a file's records are
+        # in the order the feeds handed them over, which a merge by time would not keep.
         readers = [TapeReader(path) for path in self.files]
-        records: Iterator[TapeRecord] = (
-            iter(readers[0])
-            if len(readers) == 1
-            else heapq.merge(*readers, key=lambda record: record.ts_ns)  # stable: file order
-        )
+        records: Iterator[TapeRecord] = _LiveOrder(itertools.chain.from_iterable(readers))
         first = next(records, None)
         if first is None:
+            summary.digest = digest_intents(())
             return summary
         clock = ManualClock(first.ts_ns)
         app = App(config, clock=clock, feeds=False)
@@ -333,12 +393,8 @@ class Replayer:
                         history.sort(key=lambda bar: (bar.ts_event, bar.symbol))
                         await self._warm_up(app, history)
                         history = []
-                    if (
-                        data
-                        and type(data[0]) is News
-                        and record.source in ("newsapi", "finnhub.news")
-                    ):
-                        data = decoders.fresh_news(data, ts)
+                    if data and record.source in POLLED_NEWS:
+                        data = decoders.fresh_news(record.source, data, ts)
                     if data:
                         summary.events += len(data)
                         clock.set(max(clock.now_ns(), ts))
@@ -360,8 +416,10 @@ class Replayer:
                                 last_equity_ns = ts
                                 series.equity.append((ts, self._equity(app)))
                 if progress is not None:
-                    progress(summary.records, len(record.data))
+                    progress(summary.records, sum(r.position for r in readers))
                 record = next(records, None)
+            if history:  # a tape with history and nothing after it still warms up
+                await self._warm_up(app, sorted(history, key=lambda b: (b.ts_event, b.symbol)))
             summary.last_ns = previous
             app.stop()
         summary.first_ns = first.ts_ns
@@ -372,9 +430,8 @@ class Replayer:
 
     @staticmethod
     async def _warm_up(app: App, history: list[Any]) -> None:
-        if hasattr(app, "host"):
-            await app.warm_up(history)
-            await app.drained()
+        await app.warm_up(history)
+        await app.drained()
 
     @staticmethod
     def _equity(app: App) -> float:
@@ -402,6 +459,8 @@ class Replayer:
             summary.positions = {
                 s: str(p.qty) for s, p in sorted(portfolio.positions.items()) if p.qty
             }
+        summary.crashes = dict(app.supervisor.restarts)
+        summary.lost_in_crashes = sum(actor.lost_in_crashes for actor in app.actors)
         summary.latency = {"decode": decode_time.summary()}
         for actor in app.actors:
             summary.latency[actor.name] = actor.handle_time.summary()

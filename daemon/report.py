@@ -208,7 +208,7 @@ def _panels(data: ReportData) -> list[_Panel]:
             lines.append(_Line(name, colour, ts_ns, array))
         # Indicators on another scale than the price (RSI, ATR, volume) get a panel of their
         # own below it: on the price's axis they would flatten it.
-        price, others = lines[:1], []
+        price, others = lines[:1], list[_Line]()
         for line in lines[1:]:
             (price if _on_price_scale(line.values, lines[0].values) else others).append(line)
         panels.append(_Panel(symbol, price, trades.pop(symbol, [])))

@@ -28,7 +28,7 @@ from .config import EX_CONFIG, Config, ConfigError, RecordConfig, load, require_
 
 __all__ = ["add_verbs", "record", "replay_command", "tape_cat", "tape_info"]
 
-EX_OK, EX_DATAERR, EX_NOINPUT = 0, 65, 66
+EX_OK, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE = 0, 65, 66, 69, 70
 _PROGRESS_FROM = 4 * 2**20  # tapes smaller than this replay without a progress bar
 
 
@@ -39,14 +39,14 @@ def add_verbs(verbs: Any) -> None:
     record_.add_argument(
         "--out", required=True, metavar="TAPE", help="a file ending in .tape, or a directory"
     )
-    record_.add_argument("--duration", type=float, help="stop after this many seconds")
+    record_.add_argument("--duration", type=_positive, help="stop after this many seconds")
     record_.add_argument("--compression", choices=("none", "zstd"), default="zstd")
     replay_ = verbs.add_parser(
         "replay", help="run the strategies over tapes with the simulated broker; print the digest"
     )
     replay_.add_argument("tapes", nargs="+", metavar="TAPE", help="tape files or directories")
     replay_.add_argument("--config", required=True, metavar="FILE", help="strategies, risk")
-    replay_.add_argument("--speed", type=float, help="pace: 1 as recorded, 10 ten times faster")
+    replay_.add_argument("--speed", type=_positive, help="pace: 1 as recorded, 10 ten times faster")
     replay_.add_argument("--report", metavar="DIR", default="replay-report", help="report folder")
     replay_.add_argument("--no-report", action="store_true", help="write no report")
     replay_.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -59,6 +59,13 @@ def add_verbs(verbs: Any) -> None:
     cat.add_argument("--source", action="append", help="only this source (repeatable)")
     cat.add_argument("--raw", action="store_true", help="the raw frames instead of structs")
     cat.add_argument("--limit", type=int, default=0, help="stop after this many lines")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def record(args: argparse.Namespace) -> int:
@@ -85,38 +92,52 @@ def record(args: argparse.Namespace) -> int:
 
 
 async def _record(config: Config, duration: float | None) -> int:
+    from .actors import first_error
     from .app import App
+    from .feeds.base import FeedFatalError
 
     app = App(config)
     recorder = app.recorder
     if recorder is None:
         print("tickd: nothing to record: no feed is configured", file=sys.stderr)
         return EX_CONFIG
-    async with anyio.create_task_group() as tasks:
+    status = EX_OK
+    try:
+        async with anyio.create_task_group() as tasks:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    app.stop()
-                    return
+            def stop() -> None:
+                if app.ready:
+                    app.stop()  # the ordered shutdown: the tape gets the feeds' last frames
+                else:
+                    tasks.cancel_scope.cancel()  # still connecting: just stop
 
-        async def stop_after(seconds: float) -> None:
-            await anyio.sleep(seconds)
-            app.stop()
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        stop()
+                        return
 
-        tasks.start_soon(stop_on_signal)
-        if duration is not None:
-            tasks.start_soon(stop_after, duration)
-        await app.run()
-        tasks.cancel_scope.cancel()
+            async def stop_after(seconds: float) -> None:
+                await anyio.sleep(seconds)
+                stop()
+
+            tasks.start_soon(stop_on_signal)
+            if duration is not None:
+                tasks.start_soon(stop_after, duration)
+            await app.run()
+            tasks.cancel_scope.cancel()
+    except* FeedFatalError as group:
+        print(f"tickd: {first_error(group)}", file=sys.stderr)
+        status = EX_UNAVAILABLE
     frames = ", ".join(f"{n} {s}" for s, n in sorted(recorder.frames.items())) or "no frames"
     print(f"recorded: {frames}")
     for path in recorder.paths():
         print(f"tape: {path}")
-    return EX_OK
+    return status
 
 
 def replay_command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    from .actors import RestartBudgetError, first_error
     from .replay import Replayer
     from .report import write_report
 
@@ -133,17 +154,25 @@ def replay_command(args: argparse.Namespace, out: Callable[[str], None] = print)
         return EX_CONFIG
     try:
         replayer = Replayer(args.tapes, config, speed=args.speed, report=not args.no_report)
-        total = replayer.total_bytes()
-        bar = _progress(total)
-        replayer.progress = (lambda _n, size: bar.update(size)) if bar is not None else None
-        try:
-            summary = anyio.run(replayer.run)
-        finally:
-            if bar is not None:
-                bar.close()
     except (FileNotFoundError, TapeFormatError) as exc:
         print(f"tickd: {exc}", file=sys.stderr)
         return EX_NOINPUT
+    bar = _progress(replayer.total_bytes())
+    if bar is not None:
+        replayer.progress = lambda _records, done: bar.update(done - bar.n)
+    failure: tuple[str, int] | None = None
+    try:
+        summary = anyio.run(replayer.run)
+    except* TapeFormatError as group:  # a later file of a set is not a tape
+        failure = (str(first_error(group)), EX_DATAERR)
+    except* RestartBudgetError as group:
+        failure = (str(first_error(group)), EX_SOFTWARE)
+    finally:
+        if bar is not None:
+            bar.close()
+    if failure is not None:
+        print(f"tickd: {failure[0]}", file=sys.stderr)
+        return failure[1]
     if args.json:
         out(msgspec.json.encode(summary).decode())
     else:
@@ -151,10 +180,14 @@ def replay_command(args: argparse.Namespace, out: Callable[[str], None] = print)
             out(line)
     if not args.no_report:
         title = f"tickd replay of {', '.join(Path(t).name for t in args.tapes)}"
-        json_path, html_path = write_report(replayer.report_data(title), args.report)
-        out(f"report: {json_path} {html_path}")
+        try:
+            json_path, html_path = write_report(replayer.report_data(title), args.report)
+        except OSError as exc:
+            print(f"tickd: the report was not written: {exc}", file=sys.stderr)
+        else:
+            out(f"report: {json_path} {html_path}")
     out(f"digest: {summary.digest}")
-    return EX_OK
+    return EX_SOFTWARE if summary.crashes else EX_OK
 
 
 def summary_lines(summary: Any) -> list[str]:
@@ -168,6 +201,11 @@ def summary_lines(summary: Any) -> list[str]:
         f"pnl: realised {summary.realized:.2f}, unrealised {summary.unrealized:.2f}, "
         f"fees {summary.fees:.2f}, net {summary.pnl:.2f}; positions {summary.positions}",
     ]
+    if summary.crashes:
+        lines.append(
+            f"CRASHES: {summary.crashes} ({summary.lost_in_crashes} messages lost with them; "
+            "the logs have the tracebacks): this run is not to be trusted"
+        )
     if summary.decode_errors or summary.unknown or summary.ignored_bytes or summary.skipped:
         lines.append(
             f"input: {summary.decode_errors} undecodable, {summary.unknown} unknown messages, "

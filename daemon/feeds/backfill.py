@@ -19,12 +19,14 @@ last one it saw for that symbol, which covers those.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Literal
 
 import anyio
 import structlog
 from msgspec import Struct
 
+from tickd.codecs.alpaca import AlpacaEncoder
 from tickd.codecs.alpaca_rest import AssetClass, decode_bars_page
 from tickd.codecs.schema import Bar, CryptoBar
 from tickd.codecs.timestamps import format_rfc3339_ns
@@ -33,7 +35,10 @@ from ..clock import Clock, LiveClock
 from .base import FeedGap
 from .http import HttpClient, HttpError
 
-__all__ = ["BackfillSettings", "BackfillStats", "BarBackfill"]
+__all__ = ["BACKFILL_SUFFIX", "BackfillSettings", "BackfillStats", "BarBackfill"]
+
+#: A gap fill's tape source is its feed's, with this after it (``alpaca.stocks.backfill``).
+BACKFILL_SUFFIX: Final = ".backfill"
 
 _log = structlog.get_logger("tickd.feeds")
 
@@ -76,6 +81,10 @@ class BarBackfill:
         )
         self._url = settings.base_url.rstrip("/") + _PATHS[settings.asset]
         self._clock: Clock = clock or LiveClock()
+        # The recorder's tap: what a gap's fill publishes, as one stream frame stamped with the
+        # gap's end (the frame that revealed it), under ``<feed>.backfill``; a replay publishes
+        # it where the live feed did, before that frame's messages.
+        self.tap: Callable[[int, str, bytes], None] | None = None
 
     async def __call__(self, gap: FeedGap) -> list[Bar | CryptoBar]:
         self.stats.gaps += 1
@@ -95,6 +104,9 @@ class BarBackfill:
             )
         result = sorted(bars.values(), key=lambda bar: (bar.ts_event, bar.symbol))
         self.stats.bars += len(result)
+        if self.tap is not None and result:
+            frame = AlpacaEncoder(self.settings.asset, "json").encode(result)
+            self.tap(gap.end_ns, f"{gap.source}{BACKFILL_SUFFIX}", frame)
         _log.info("backfill_done", source=gap.source, bars=len(result))
         return result
 

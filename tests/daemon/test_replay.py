@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
-from tickd.codecs.schema import Bar, Trade
-from tickd.codecs.tape import RotatingTapeWriter, TapeReader, TapeWriter
+from tickd.codecs.schema import Bar, News, Trade
+from tickd.codecs.synthetic import finnhub_company_news_body, newsapi_body
+from tickd.codecs.tape import RotatingTapeWriter, TapeReader, TapeRecord, TapeWriter
 from tickd.daemon.clock import LiveClock
 from tickd.daemon.config import load
-from tickd.daemon.replay import Replayer, ReplaySummary, replay
+from tickd.daemon.replay import (
+    Replayer,
+    ReplaySummary,
+    TapeDecoders,
+    _LiveOrder,
+    digest_intents,
+    replay,
+)
 
 from .tapes import CONFIG, market_events, write_market_tape
 
@@ -159,3 +169,131 @@ def test_the_report_data_follows_the_replay(tmp_path: Path, config, events) -> N
 def test_no_tape_is_a_clear_error(tmp_path: Path, config) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError, match="no tape files"):
         Replayer([tmp_path], config)
+
+
+def _news(i: int, minute: int) -> News:
+    at = market_events(1)[0].ts_event + minute * 60 * 10**9
+    return News(
+        provider="finnhub",
+        id=str(1000 + i),
+        ts_event=at,
+        ts_recv=0,
+        ts_updated=at,
+        headline=f"Apple story {i}",
+        symbols=("AAPL",),
+    )
+
+
+def test_polled_news_is_published_once_and_oldest_first_as_the_poller_does(
+    tmp_path: Path, config, events
+) -> None:  # type: ignore[no-untyped-def]
+    tape = tmp_path / "news.tape"
+    frames = write_market_tape(tape, events[:500])
+    at = frames[-1][0]
+    newest_first = [_news(2, 30), _news(1, 20)]
+    with TapeWriter(tmp_path / "polled.tape", created_ns=0) as polled:
+        polled.write(at + 1, "finnhub.news", finnhub_company_news_body(newest_first))
+        polled.write(at + 2, "finnhub.news", finnhub_company_news_body(newest_first))  # again
+        polled.write(at + 3, "newsapi", newsapi_body(newest_first))
+    summary = run([tape, tmp_path / "polled.tape"], config)
+    plain = run([tape], config)
+    assert summary.events == plain.events + 2 + 2  # each source's two items once, not twice
+    decoders = TapeDecoders()
+    page = decoders.decode(TapeRecord(at, "finnhub.news", finnhub_company_news_body(newest_first)))
+    assert page is not None
+    fresh = decoders.fresh_news("finnhub.news", page.messages, at)
+    assert [n.headline for n in fresh] == ["Apple story 1", "Apple story 2"]  # oldest first
+    assert decoders.fresh_news("finnhub.news", page.messages, at) == []
+
+
+def test_a_gap_fill_is_replayed_before_the_frame_that_revealed_it(tmp_path: Path) -> None:
+    def rec(source: str, ts: int) -> TapeRecord:
+        return TapeRecord(ts, source, f"{source}@{ts}".encode())
+
+    frame, other, fill, later = (
+        rec("alpaca.stocks", 5),
+        rec("alpaca.crypto", 6),
+        rec("alpaca.stocks.backfill", 5),
+        rec("alpaca.stocks", 7),
+    )
+    assert list(_LiveOrder(iter([frame, other, fill, later]))) == [fill, frame, other, later]
+    # A fill with no frame of its own time stays where it is; nothing is lost or doubled.
+    lone = rec("alpaca.crypto.backfill", 9)
+    assert list(_LiveOrder(iter([frame, lone, later]))) == [frame, lone, later]
+
+
+def test_empty_and_history_only_tapes(tmp_path: Path, config) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.tape"
+    TapeWriter(empty, created_ns=0).close()
+    summary = run([empty], config)
+    assert summary.records == 0 and summary.digest == digest_intents(())
+    bars = [e for e in market_events(60) if type(e) is Bar][:40]
+    body = msgspec.json.encode(
+        {"bars": {"AAPL": [_rest_bar(b) for b in bars]}, "next_page_token": None}
+    )
+    history = tmp_path / "history.tape"
+    with TapeWriter(history, created_ns=0) as tape:
+        tape.write(bars[-1].ts_event + 1, "alpaca.history.stocks", body)
+    replayer = Replayer([history], config)
+    summary = anyio.run(replayer.run)
+    assert summary.history == 40 and summary.events == 0
+    assert summary.latency["indicators"]["n"] >= 1  # the bank took the history
+
+
+def _rest_bar(bar: Bar) -> dict[str, Any]:
+    from tickd.codecs.timestamps import format_rfc3339_ns
+
+    return {
+        "t": format_rfc3339_ns(bar.ts_event),
+        "o": bar.open,
+        "h": bar.high,
+        "l": bar.low,
+        "c": bar.close,
+        "v": bar.volume,
+        "n": 1,
+        "vw": bar.close,
+    }
+
+
+def test_each_frame_says_its_own_encoding(tmp_path: Path, config, events) -> None:  # type: ignore[no-untyped-def]
+    json_tape, mixed = tmp_path / "json.tape", tmp_path / "mixed.tape"
+    write_market_tape(json_tape, events[:800])
+    write_market_tape(tmp_path / "msgpack.tape", events[:800], encoding="msgpack")
+    records = list(TapeReader(json_tape))
+    packed = list(TapeReader(tmp_path / "msgpack.tape"))
+    with TapeWriter(mixed, created_ns=0) as tape:
+        tape.write(records[0].ts_ns, "alpaca.stocks", b"")  # an empty first frame
+        for i, (a, b) in enumerate(zip(records, packed, strict=True)):
+            chosen = a if i % 2 else b  # alternate JSON and msgpack frames of one source
+            tape.write(chosen.ts_ns, chosen.source, chosen.data)
+    mixed_summary = run([mixed], config)
+    assert mixed_summary.decode_errors == 1  # only the empty frame
+    assert mixed_summary.digest == run([json_tape], config).digest
+
+
+def test_an_actor_crash_is_reported_and_the_replay_goes_on(
+    tmp_path: Path, config, events, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tickd.daemon.indicators import IndicatorActor
+
+    tape = tmp_path / "crash.tape"
+    write_market_tape(tape, events[:3000])
+    handle, calls = IndicatorActor.handle, 0
+
+    async def crash_once(self: IndicatorActor, batch: list[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise RuntimeError("a bug, once")
+        await handle(self, batch)
+
+    monkeypatch.setattr(IndicatorActor, "handle", crash_once)
+
+    async def bounded() -> ReplaySummary:
+        with anyio.fail_after(120):  # it used to wait forever for a restart on the tape's clock
+            return await Replayer([tape], config).run()
+
+    summary = anyio.run(bounded)
+    assert summary.crashes == {"indicators": 1}
+    assert summary.lost_in_crashes > 0
+    assert summary.events == sum(1 for e in events[:3000] if type(e) in (Bar, Trade))

@@ -82,3 +82,19 @@ def test_tickd_tape_info_and_cat_look_inside(tmp_path: Path) -> None:
     not_a_tape.write_text("hello")
     bad = _tickd("tape", "info", str(not_a_tape))
     assert bad.returncode == 65 and "text.tape" in bad.stderr
+
+
+def test_tickd_replay_says_what_is_wrong_without_a_traceback(tmp_path: Path) -> None:
+    tape, config = TAPES / "ema_cross.tape", TAPES / "ema_cross.toml"
+    slow = _tickd("replay", str(tape), "--config", str(config), "--speed", "0")
+    assert slow.returncode == 2 and "must be > 0" in slow.stderr
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = _tickd("replay", str(tape), "--config", str(config), "--report", str(blocked))
+    assert result.returncode == 0, result.stderr
+    assert "the report was not written" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.splitlines()[-1] == f"digest: {GOLDEN['ema_cross']['digest']}"
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[risk]\nmax_position = -1\n")
+    refused = _tickd("replay", str(tape), "--config", str(bad_config))
+    assert refused.returncode == 78 and "max_position" in refused.stderr

@@ -165,3 +165,30 @@ flush_interval = 0.05
     out, _ = info.communicate(timeout=60)
     assert info.returncode == 0
     assert f"{len(records)} records" in out.decode()
+
+
+def test_tickd_record_stops_on_time_even_while_a_feed_cannot_connect(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "nowhere.toml"
+    config.write_text(
+        f'[alpaca]\nkey_id = "k"\nsecret_key = "s"\nstream_url = "ws://127.0.0.1:{port}"\n'
+        '[symbols]\nstocks = ["AAPL"]\n'
+    )
+    recorder = _tickd(
+        "record",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "none.tape"),
+        "--duration",
+        "2",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = recorder.communicate(timeout=120)  # it used to wait for a handshake forever
+    assert recorder.returncode == 0, err
+    assert b"recorded: no frames" in out

@@ -75,7 +75,7 @@ class Bus:
     async def publish_many(self, events: list[Any]) -> None:
         """Publish events in order (one decoded frame, typically), with one send per mailbox:
         each mailbox gets its share of ``events`` in their order, as one batch."""
-        kinds = dict.fromkeys(map(type, events))  # in order of appearance: deterministic
+        kinds = Counter(map(type, events))  # in order of appearance: deterministic
         if len(kinds) == 1 and (kind := next(iter(kinds))) not in self._by_symbol:
             # The hot path: one kind (a frame of trades), whose subscribers all take every
             # symbol: the frame goes on whole, with no work per event.
@@ -94,7 +94,7 @@ class Bus:
                 for mailbox in route:
                     takes.setdefault(mailbox, set()).add(kind)
                 if not route:
-                    self.unrouted[kind.__name__] += sum(1 for e in events if type(e) is kind)
+                    self.unrouted[kind.__name__] += kinds[kind]
             for mailbox, taken in takes.items():
                 share = events if taken == kinds.keys() else [e for e in events if type(e) in taken]
                 await mailbox.send_many(share)

@@ -382,7 +382,7 @@ class Replayer:
                     summary.decode_errors += len(decoded.errors)
                     summary.unknown += len(decoded.unknown)
                     data = decoded.messages
-                    if not _CONTROL.isdisjoint(set(map(type, data))):  # a handshake frame
+                    if not _CONTROL.isdisjoint(map(type, data)):  # a handshake frame
                         data = [m for m in data if type(m) not in _CONTROL]
                         summary.control += len(decoded.messages) - len(data)
                     if record.source.startswith(HISTORY_SOURCE):

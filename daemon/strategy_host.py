@@ -101,6 +101,23 @@ class StrategyHost(Actor[Any]):
         capacity = bank.input.shape[0]
         self._changed = np.zeros(capacity, dtype=np.int64)
         self._signals = np.zeros(capacity, dtype=np.int64)
+        # Compile each signal strategy's scan now, as the bank is compiled before anything
+        # connects, not on the first live bar (a few hundred ms).
+        nothing = np.zeros((0, len(bank.columns)), dtype=np.float64)
+        for hosted in self.hosted:
+            if hosted.signal:
+                signal = cast(SignalStrategy, hosted.strategy).signal
+                scan(
+                    signal,
+                    nothing,
+                    0,
+                    self._changed[:0],
+                    hosted.member,
+                    hosted.column_array,
+                    hosted.last,
+                    self._changed,
+                    self._signals,
+                )
 
     async def handle(self, batch: list[Any]) -> None:
         while self._paused():  # reconciling: decide on the state the venue confirms, after

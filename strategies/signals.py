@@ -3,6 +3,11 @@
 The strategy's ``signal`` function (numba) maps one output row to a small integer; the scan
 runs it for every event of the strategy's symbols and records only the rows where a symbol's
 signal differs from the one before, so Python runs per change, not per event.
+
+It is compiled once per process and strategy signal, not cached on disk: numba's cache keys a
+function-typed argument by the dispatcher object, so every process missed the cache, appended
+to its index, and once the index held a signal not loaded in this process, saving failed
+("underlying object has vanished") and crashed the strategy host.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from numpy.typing import NDArray
 __all__ = ["scan"]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def scan(
     signal: Callable[..., int],
     out: NDArray[np.float64],

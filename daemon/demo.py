@@ -28,6 +28,7 @@ import msgspec
 import structlog
 
 from .app import App
+from .broker.actor import TRADE_UPDATES
 from .config import Config, load
 from .fake_exchange.server import FakeExchange, FakeExchangeSettings
 from .feeds.websocket import WebsocketFeed
@@ -191,8 +192,12 @@ async def _watch(app: App) -> None:
 
 
 def _events(app: App) -> int:
-    """Data messages the feeds have published so far."""
-    return sum(f.stats.messages for f in app.feeds if isinstance(f, WebsocketFeed))
+    """Market data messages the feeds have published so far (not the order updates)."""
+    return sum(
+        f.stats.messages
+        for f in app.feeds
+        if isinstance(f, WebsocketFeed) and f.source != TRADE_UPDATES
+    )
 
 
 def _status(app: App, rate: float, elapsed: float) -> str:

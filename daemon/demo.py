@@ -12,13 +12,14 @@ with the simulated broker (the digest line names its decisions) and a report is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -248,25 +249,21 @@ async def _finish(
     return 0 if agree and traded else 1
 
 
-class _logs_to:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _logs_to(path: Path) -> Iterator[None]:
     """Structured logs to a file while the demo runs (the terminal shows the status line)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.file = self.path.open("a", encoding="utf-8")
+    with path.open("a", encoding="utf-8") as file:
         structlog.configure(
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso"),
                 structlog.processors.JSONRenderer(),
             ],
-            logger_factory=structlog.WriteLoggerFactory(self.file),
+            logger_factory=structlog.WriteLoggerFactory(file),
         )
-        logging.basicConfig(stream=self.file, level=logging.WARNING, force=True)
-
-    def __exit__(self, *exc: object) -> None:
-        structlog.reset_defaults()
-        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
-        self.file.close()
+        logging.basicConfig(stream=file, level=logging.WARNING, force=True)
+        try:
+            yield
+        finally:
+            structlog.reset_defaults()
+            logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)

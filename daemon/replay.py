@@ -201,9 +201,10 @@ class TapeDecoders:
         """The record's messages; None for a source that is not decoded."""
         data = record.data
         # Each frame says its own encoding: a JSON frame starts with a bracket or a brace.
-        encoding: Literal["json", "msgpack"] = (
-            "json" if data.lstrip()[:1] in (b"[", b"{") else "msgpack"
-        )
+        first = data[:1]
+        if first.isspace():  # rare: look past the whitespace (a copy, so only then)
+            first = data.lstrip()[:1]
+        encoding: Literal["json", "msgpack"] = "json" if first in (b"[", b"{") else "msgpack"
         key = (record.source, encoding)
         decoder = self._by_source.get(key, _UNSET)
         if decoder is _UNSET:
@@ -390,7 +391,6 @@ class Replayer:
                         summary.history += len(data)
                         data = []
                     elif data and history:
-                        history.sort(key=lambda bar: (bar.ts_event, bar.symbol))
                         await self._warm_up(app, history)
                         history = []
                     if data and record.source in POLLED_NEWS:
@@ -419,7 +419,7 @@ class Replayer:
                     progress(summary.records, sum(r.position for r in readers))
                 record = next(records, None)
             if history:  # a tape with history and nothing after it still warms up
-                await self._warm_up(app, sorted(history, key=lambda b: (b.ts_event, b.symbol)))
+                await self._warm_up(app, history)
             summary.last_ns = previous
             app.stop()
         summary.first_ns = first.ts_ns
@@ -430,6 +430,7 @@ class Replayer:
 
     @staticmethod
     async def _warm_up(app: App, history: list[Any]) -> None:
+        history.sort(key=lambda bar: (bar.ts_event, bar.symbol))  # as WarmUp.fetch gives it
         await app.warm_up(history)
         await app.drained()
 

@@ -299,7 +299,7 @@ def tape_cat(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
                         for m in (*decoded.messages, *decoded.errors, *decoded.unknown)
                     ]
             for line in lines:
-                out(_encode(line).decode())
+                out(msgspec.json.encode(line).decode())  # bytes (a bad frame's): base64
                 written += 1
                 if args.limit and written >= args.limit:
                     return EX_OK
@@ -307,7 +307,3 @@ def tape_cat(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         print(f"tickd: {exc}", file=sys.stderr)
         return EX_DATAERR
     return EX_OK
-
-
-def _encode(line: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(line)  # bytes (an undecodable frame's) as base64

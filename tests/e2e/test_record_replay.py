@@ -192,3 +192,31 @@ def test_tickd_record_stops_on_time_even_while_a_feed_cannot_connect(tmp_path: P
     out, err = recorder.communicate(timeout=120)  # it used to wait for a handshake forever
     assert recorder.returncode == 0, err
     assert b"recorded: no frames" in out
+
+
+def test_tickd_record_refused_keys_exit_69_with_the_reason(tmp_path: Path) -> None:
+    exchange = _tickd(
+        "fake-exchange", "--port", "0", "--symbols", "AAPL",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert exchange.stdout is not None
+        ready, _, _ = select.select([exchange.stdout], [], [], 60)
+        assert ready, "the fake exchange printed no JSON line"
+        urls = json.loads(exchange.stdout.readline())
+        config = tmp_path / "wrong-keys.toml"
+        config.write_text(
+            f'[alpaca]\nkey_id = "wrong"\nsecret_key = "wrong"\n'
+            f'stream_url = "{urls["market_data_url"]}"\n[symbols]\nstocks = ["AAPL"]\n'
+        )
+        recorder = _tickd(
+            "record", "--config", str(config), "--out", str(tmp_path / "refused.tape"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, err = recorder.communicate(timeout=120)
+    finally:
+        exchange.send_signal(signal.SIGTERM)
+        exchange.wait(20)
+    assert recorder.returncode == 69, err
+    assert b"402" in err or b"auth failed" in err
+    assert b"Traceback" not in err

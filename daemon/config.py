@@ -36,11 +36,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "FinnhubConfig",
+    "LogConfig",
+    "MetricsConfig",
     "NewsApiConfig",
     "RiskConfig",
     "RuntimeConfig",
     "StrategyConfig",
     "SymbolsConfig",
+    "TracingConfig",
     "effective",
     "load",
     "missing_secrets",
@@ -64,6 +67,7 @@ NonNegative = Annotated[float, Meta(ge=0)]
 StockChannel = Literal[
     "trades", "quotes", "bars", "updated_bars", "daily_bars", "statuses", "lulds", "imbalances"
 ]
+LogLevel = Literal["debug", "info", "warning", "error"]
 CryptoChannel = Literal["trades", "quotes", "bars", "updated_bars", "daily_bars", "orderbooks"]
 
 
@@ -174,6 +178,36 @@ class RecordConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     flush_interval: Positive = 0.2  # seconds between writes to disk (what kill -9 can lose)
 
 
+class LogConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """tickd's own logs and the libraries' (alpaca-py, websockets, urllib3), one pipeline."""
+
+    level: LogLevel = "info"
+    format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, else JSON
+    libraries: LogLevel = "warning"  # the level for the libraries' stdlib loggers
+    summary_interval: NonNegative = 60.0  # seconds between two metrics summary lines (0: none)
+
+
+class TracingConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-event tracing: spans built after the fact for decisions, budget breaches, a sample."""
+
+    exporter: Literal["file", "otlp", "console", "none"] = "file"
+    file: str = ""  # "" : <state_dir>/traces.jsonl (what ``tickd trace`` reads)
+    max_mb: Positive = 64.0  # the file is rotated to <file>.1 past this size
+    otlp_endpoint: str = "http://localhost:4318/v1/traces"
+    sample_per_second: NonNegative = 2.0  # events traced though nothing came of them
+    latency_budget_ms: Positive = 50.0  # receive -> strategy done; slower events are traced
+    service_name: str = "tickd"
+
+
+class MetricsConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Counters and per-stage latencies through OpenTelemetry metrics (the summary line and the
+    service manager's status text read the same numbers)."""
+
+    exporter: Literal["otlp", "console", "none"] = "none"
+    otlp_endpoint: str = "http://localhost:4318/v1/metrics"
+    interval: Positive = 60.0  # seconds between two exports
+
+
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     state_dir: str = ""  # "" : $STATE_DIRECTORY (systemd's StateDirectory=), else ./state
     alpaca: AlpacaConfig = AlpacaConfig()
@@ -185,6 +219,9 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     broker: BrokerConfig = BrokerConfig()
     strategies: tuple[StrategyConfig, ...] = ()
     record: RecordConfig = RecordConfig()
+    log: LogConfig = LogConfig()
+    tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class ConfigError(Exception):

@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replay: first make .venv-nautilus (NautilusTrader) from bench/nautilus.lock",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="pipeline: throughput with the daemon's default tracing on against off",
+    )
     args = parser.parse_args(argv)
     failures = harness.discover()
     if args.name is None:
@@ -37,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.replay import install_peer
 
         install_peer()
-    harness.run(args.name, quick=args.quick, json_path=args.json, rounds=args.rounds)
+    if args.tracing and args.name != "pipeline":
+        parser.error("--tracing belongs to the pipeline benchmark")
+    harness.run(
+        args.name, quick=args.quick, json_path=args.json, rounds=args.rounds, tracing=args.tracing
+    )
     return 0
 
 

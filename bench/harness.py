@@ -56,12 +56,13 @@ class Config:
     quick: bool = False
     rounds: int = 41
     sample_ns: int = 30_000_000  # aim for one sample (one timed inner loop) of ~30 ms
+    tracing: bool = False  # pipeline: tracing on against off, instead of the peers
 
     @classmethod
-    def make(cls, quick: bool, rounds: int | None = None) -> Config:
+    def make(cls, quick: bool, rounds: int | None = None, tracing: bool = False) -> Config:
         if quick:
-            return cls(quick=True, rounds=rounds or 5, sample_ns=3_000_000)
-        return cls(quick=False, rounds=rounds or 41, sample_ns=30_000_000)
+            return cls(quick=True, rounds=rounds or 5, sample_ns=3_000_000, tracing=tracing)
+        return cls(quick=False, rounds=rounds or 41, sample_ns=30_000_000, tracing=tracing)
 
 
 @dataclass(frozen=True)
@@ -422,11 +423,15 @@ def write_json(
 
 
 def run(
-    name: str, quick: bool = False, json_path: str | None = None, rounds: int | None = None
+    name: str,
+    quick: bool = False,
+    json_path: str | None = None,
+    rounds: int | None = None,
+    tracing: bool = False,
 ) -> Report:
     """Run one registered benchmark, print its table, optionally write the JSON."""
     bench = REGISTRY[name]
-    config = Config.make(quick, rounds)
+    config = Config.make(quick, rounds, tracing)
     report = bench.run(config)
     machine = machine_info(report.packages)
     print(format_table(name, report, machine))

@@ -27,6 +27,7 @@ import datetime as dt
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,14 +45,18 @@ from tickd.codecs.alpaca import AuthRequest, SubscribeRequest, encode_client_mes
 from tickd.codecs.schema import ChannelSets, Trade
 from tickd.daemon.actors import Actor, Mailbox, RestartPolicy, Supervisor
 from tickd.daemon.bus import Bus
+from tickd.daemon.config import Config as DaemonConfig
 from tickd.daemon.feeds.alpaca import AlpacaFeed, AlpacaFeedSettings
 from tickd.daemon.indicators import IndicatorActor, IndicatorSnapshot
+from tickd.daemon.trace_export import make_processor, resource_for
+from tickd.daemon.tracing import Tracing
 from tickd.strategies.indicators import Bank, Spec
 
 FRAME = 10  # trades per frame
 SUSTAINED_GOAL = 500_000
 VS_ALPACA_PY = faster_by(7, "alpaca-py")
 P50_GOAL, P99_GOAL = 1.3, 2.0
+TRACING_COST = 0.05  # throughput lost to default tracing, at most
 INDICATORS = (
     Spec("ema", {"timeperiod": 12}),
     Spec("ema", {"timeperiod": 26}),
@@ -121,16 +126,24 @@ class Probe(Actor[IndicatorSnapshot]):
         self.last_ns = now
 
 
-async def _tickd(url: str, symbols: tuple[str, ...], bank: Bank, expected: int, stamped: bool):
+async def _tickd(
+    url: str,
+    symbols: tuple[str, ...],
+    bank: Bank,
+    expected: int,
+    stamped: bool,
+    tracing: Tracing | None = None,
+):
     bus = Bus()
     indicators = IndicatorActor(
-        Mailbox("indicators", 10_000), bank, symbols, bus.publish_many, "trades"
+        Mailbox("indicators", 10_000), bank, symbols, bus.publish_many, "trades", tracing=tracing
     )
     bus.subscribe(indicators.mailbox, Trade)
     probe = Probe(Mailbox("probe", 10_000), stamped)
     bus.subscribe(probe.mailbox, IndicatorSnapshot)
     settings = AlpacaFeedSettings(url=url, channels=ChannelSets(trades=symbols))
     feed = AlpacaFeed(settings, "bench-key", "bench-secret", bus.publish_many)
+    feed.tracing = tracing
     supervisor = Supervisor(RestartPolicy())
     trial = Trial()
     async with anyio.create_task_group() as tasks:
@@ -230,11 +243,69 @@ def _symbols() -> tuple[str, ...]:
     return tuple(sorted({t.symbol for t in trades}))
 
 
+def _tracing(directory: Path) -> Tracing:
+    """The daemon's default tracing (a sample a few times a second, the latency budget, spans
+    to the JSON-lines file) writing into ``directory``."""
+    settings = DaemonConfig(state_dir=str(directory))
+    return Tracing(
+        settings.tracing, "bench", make_processor(settings), resource_for(settings.tracing)
+    )
+
+
+def _traced(config: Config, report: Report, symbols: tuple[str, ...], bank: Bank) -> Report:
+    """Throughput with tracing on against off: messages per CPU-second of this process (the
+    graph and the span exporter's thread) at one sustainable offered rate, the two interleaved.
+    CPU, not wall time: at a rate both sustain, wall time only says that both kept up."""
+    rate = 100_000 if config.quick else 150_000
+    frames = int(rate * (0.5 if config.quick else 3.0) / FRAME)
+    rounds = 1 if config.quick else 7
+    per_cpu: dict[bool, list[float]] = {False: [], True: []}
+    traced = {"spans": 0, "sampled": 0, "feed passes stamped": 0}
+    with _server() as base, tempfile.TemporaryDirectory() as scratch:
+        url = _url(base, rate, frames, stamp=False)
+        for _ in range(rounds):
+            for on in (False, True):
+                tracing = _tracing(Path(scratch)) if on else None
+                cpu = time.process_time()
+                trial = anyio.run(_tickd, url, symbols, bank, frames * FRAME, False, tracing)
+                if tracing is not None:
+                    tracing.shutdown()  # its thread's export is part of the cost
+                    traced["spans"] += tracing.spans
+                    traced["sampled"] += tracing.sampled
+                    traced["feed passes stamped"] += tracing.stages["decode"].count
+                cpu = time.process_time() - cpu
+                if trial.lost:
+                    report.notes.append(f"tracing {'on' if on else 'off'}: {trial.lost} lost")
+                per_cpu[on].append(trial.messages / cpu)
+    off, on = statistics.median(per_cpu[False]), statistics.median(per_cpu[True])
+    report.add(Row("feed->bank throughput, tracing off", round(off), "msg/CPU-s"))
+    ratio = on / off
+    report.add(
+        Row(
+            "feed->bank throughput, default tracing on",
+            round(on),
+            "msg/CPU-s",
+            "tracing off",
+            round(off),
+            round(ratio, 3),
+            f">= {1 - TRACING_COST:.2f}x tracing off",
+            ratio >= 1 - TRACING_COST,
+        )
+    )
+    report.notes.append(
+        f"offered {rate:,} msg/s in frames of {FRAME}, {rounds} rounds; with tracing on: "
+        + ", ".join(f"{v} {k}" for k, v in traced.items())
+    )
+    return report
+
+
 @benchmark("pipeline", "Alpaca frames over loopback -> feed -> bank -> strategy; vs alpaca-py")
 def run(config: Config) -> Report:
     report = Report(packages=("websockets", "msgspec", "numba", "alpaca-py", "anyio"))
     symbols = _symbols()
     bank = Bank(INDICATORS, len(symbols))
+    if config.tracing:
+        return _traced(config, report, symbols, bank)
     seconds = 0.4 if config.quick else 2.0
     rounds = 1 if config.quick else 3
     steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650)

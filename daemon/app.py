@@ -53,10 +53,13 @@ from .feeds.polling import (
 from .feeds.trade_updates import TradeUpdatesFeed, TradeUpdatesSettings
 from .feeds.websocket import WebsocketFeed
 from .indicators import IndicatorActor
+from .metrics import Metrics
 from .portfolio import Portfolio
 from .recorder import Recorder
 from .risk import RiskActor, RiskEngine
 from .strategy_host import StrategyHost
+from .trace_export import make_processor, resource_for
+from .tracing import Tracing
 from .warmup import WarmUp, WarmUpSettings
 
 __all__ = ["DEFAULT_INDICATORS", "App"]
@@ -88,7 +91,7 @@ class App:
         self.config = config
         self.live = feeds
         self.clock: Clock = clock or LiveClock()
-        self.bus = Bus()
+        self.bus: Bus = Bus()
         runtime = config.runtime
         self.supervisor = Supervisor(
             RestartPolicy(
@@ -110,6 +113,14 @@ class App:
         self._stop = anyio.Event()
         self.ready = False
         symbols = (*config.symbols.stocks, *config.symbols.crypto)
+        # Live, the stamps are always taken (the stage latencies are metrics); spans only while
+        # :meth:`run` runs with an exporter configured. Trading, trace ids hash the order-id
+        # salt: two state directories (a paper run, another daemon) name their own traces. A
+        # replay is not traced: its receive stamps are the tape's, not this process's.
+        self.tracing: Tracing | None = None
+        if feeds:
+            salt = load_salt(state_dir(config)) if config.strategies else ""
+            self.tracing = Tracing(config.tracing, salt, resource=resource_for(config.tracing))
         self.strategies: list[Strategy] = [
             build(c.kind, name=c.name or c.kind, symbols=c.symbols or symbols, params=c.params)
             for c in config.strategies
@@ -131,6 +142,7 @@ class App:
                 self.bus.publish_many,
                 source,
                 deliver=host.send_many if host is not None else None,
+                tracing=self.tracing,
             )
             # Every symbol of its kinds: a frame goes to the bank whole, with no routing per
             # event (the actor counts events for symbols it does not keep as ignored).
@@ -140,6 +152,8 @@ class App:
             if host is not None:
                 self._trading(host, symbols, kinds)
         self.feeds = self._feeds() if feeds else []
+        for feed in self.feeds:
+            feed.tracing = self.tracing
         alpaca = config.alpaca
         # History first: for the strategies, or for a recording (its replay warms up from it).
         if alpaca.warmup_bars and (self.strategies or config.record.enabled):
@@ -167,6 +181,7 @@ class App:
                 self.recorder.attach(feed)
             for backfill in self.backfills:
                 backfill.tap = self.recorder.write
+        self.metrics: Metrics | None = None  # while running: the counters and latencies
 
     def _trading(
         self, host: Mailbox[Any], symbols: tuple[str, ...], bank_kinds: tuple[type, ...]
@@ -183,7 +198,7 @@ class App:
             self.clock,
             report=directory / "risk.json",
         )
-        self.host = StrategyHost(
+        self.host: StrategyHost = StrategyHost(
             host,
             self.strategies,
             self.bank,
@@ -191,6 +206,7 @@ class App:
             self.portfolio,
             bus.publish_many,
             paused=lambda: self.risk.reconciling,
+            tracing=self.tracing,
         )
         for strategy in self.strategies:
             for kind in strategy.events:
@@ -211,7 +227,9 @@ class App:
             bus.subscribe(risk, kind)
         for kind in bank_kinds:  # marks
             bus.subscribe(risk, kind, traded)
-        self.risk_actor = RiskActor(risk, self.risk, load_salt(directory), bus.publish_many)
+        self.risk_actor = RiskActor(
+            risk, self.risk, load_salt(directory), bus.publish_many, self.tracing
+        )
         broker_box: Mailbox[Any] = Mailbox("broker", runtime.mailbox_capacity)
         for kind in (OrderRequest, FeedGap):
             bus.subscribe(broker_box, kind)
@@ -220,7 +238,7 @@ class App:
             for kind in bank_kinds:  # what it fills against
                 bus.subscribe(broker_box, kind, traded)
         self.broker_actor = BrokerActor(
-            broker_box, self.broker, self.risk, bus.publish_many, self.clock
+            broker_box, self.broker, self.risk, bus.publish_many, self.clock, tracing=self.tracing
         )
         self.actors += [self.host, self.risk_actor, self.broker_actor]
         if self.live:
@@ -372,6 +390,18 @@ class App:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
+        if self.tracing is not None:
+            self.tracing.processor = make_processor(self.config)
+        self.metrics = metrics = Metrics(self, self.tracing)
+        try:
+            await self._run(metrics, task_status)
+        finally:
+            if self.tracing is not None:
+                self.tracing.shutdown()  # what the processor still holds goes out
+            with anyio.CancelScope(shield=True):  # a last summary; an OTLP export may block
+                await anyio.to_thread.run_sync(metrics.shutdown)
+
+    async def _run(self, metrics: Metrics, task_status: TaskStatus[None]) -> None:
         finished = [anyio.Event() for _ in self.actors]
         started = self.clock.now_ns()
         recording = anyio.CancelScope()
@@ -385,6 +415,7 @@ class App:
                     self.warmup.tap = self.recorder.write
                 await self.warm_up(await self.warmup.fetch())
             async with anyio.create_task_group() as feeds:
+                feeds.start_soon(metrics.run)
                 if self.control is not None:
                     await feeds.start(self.control.run)
                 async with anyio.create_task_group() as starting:  # handshakes side by side

@@ -5,7 +5,8 @@ their own) and either some symbols or all
 of them. An event's symbols are its ``symbol`` field, or its ``symbols`` (a news item names
 several), or none (then only all-symbol subscribers get it). Routes are resolved once per
 (kind, symbol) and cached, so publishing costs a dict lookup and the sends. Events nobody asked
-for are counted by kind in ``unrouted``: not an error, never silent.
+for are counted by kind in ``unrouted``: not an error, never silent. Every published event is
+counted by kind in ``published`` (the metrics read it), once per kind per call, not per event.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Bus:
         self._routes: dict[tuple[type, str | None], tuple[Mailbox[Any], ...]] = {}
         self._by_symbol: set[type] = set()  # kinds with a subscription for some symbols only
         self.unrouted: Counter[str] = Counter()
+        self.published: Counter[str] = Counter()
 
     def subscribe(
         self, mailbox: Mailbox[Any], kind: type, symbols: Iterable[str] | None = None
@@ -55,6 +57,7 @@ class Bus:
     async def publish(self, event: Any) -> None:
         """Send ``event`` to every mailbox that asked for it (a blocking mailbox that is full makes
         this wait: that is the back-pressure the policy asks for)."""
+        self.published[type(event).__name__] += 1
         targets = self._targets_of(event)
         for mailbox in targets:
             await mailbox.send(event)
@@ -76,6 +79,9 @@ class Bus:
         """Publish events in order (one decoded frame, typically), with one send per mailbox:
         each mailbox gets its share of ``events`` in their order, as one batch."""
         kinds = Counter(map(type, events))  # in order of appearance: deterministic
+        published = self.published
+        for kind, n in kinds.items():
+            published[kind.__name__] += n
         if len(kinds) == 1 and (kind := next(iter(kinds))) not in self._by_symbol:
             # The hot path: one kind (a frame of trades), whose subscribers all take every
             # symbol: the frame goes on whole, with no work per event.

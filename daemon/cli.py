@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tickd.daemon.tape_commands import add_verbs
 
     add_verbs(verbs)
+    from tickd.daemon.trace_command import add_verb as add_trace
+
+    add_trace(verbs)
     fake = verbs.add_parser(
         "fake-exchange",
         help="serve Alpaca's market data, trading API and trade_updates on loopback (no account)",
@@ -91,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return (tape_commands.tape_info if args.tape_verb == "info" else tape_commands.tape_cat)(
             args
         )
+    if args.verb == "trace":
+        from tickd.daemon.trace_command import trace_command
+
+        return trace_command(args)
     if args.verb == "fake-exchange":
         from tickd.daemon.fake_exchange.server import run_cli
 
@@ -149,6 +156,9 @@ def _run(path: str | None) -> int:
     except ConfigError as exc:
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
+    from tickd.daemon import logs
+
+    logs.configure(config.log, secrets=logs.secrets_of(config))
     # uvloop when it is installed (it is not a dependency): a faster event loop, same code.
     uvloop = importlib.util.find_spec("uvloop") is not None
     status: int = anyio.run(_serve, config, backend_options={"use_uvloop": uvloop})
@@ -159,6 +169,7 @@ async def _serve(config: Any) -> int:
     from tickd.daemon.actors import RestartBudgetError, first_error
     from tickd.daemon.app import App
     from tickd.daemon.feeds.base import FeedFatalError
+    from tickd.daemon.logs import redact
 
     app = App(config)
     status = EX_OK
@@ -190,10 +201,10 @@ async def _serve(config: Any) -> int:
             await app.run()
             tasks.cancel_scope.cancel()
     except* FeedFatalError as group:
-        print(f"tickd: {first_error(group)}", file=sys.stderr)
+        print(redact(f"tickd: {first_error(group)}"), file=sys.stderr)
         status = EX_UNAVAILABLE
     except* RestartBudgetError as group:
-        print(f"tickd: {first_error(group)}", file=sys.stderr)
+        print(redact(f"tickd: {first_error(group)}"), file=sys.stderr)
         status = EX_SOFTWARE
     return status
 

@@ -13,7 +13,6 @@ with the simulated broker (the digest line names its decisions) and a report is 
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import signal
 import sys
@@ -26,11 +25,11 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 
+from . import logs
 from .app import App
 from .broker.actor import TRADE_UPDATES
-from .config import Config, load
+from .config import Config, LogConfig, load
 from .fake_exchange.server import FakeExchange, FakeExchangeSettings
 from .feeds.websocket import WebsocketFeed
 from .replay import Replayer
@@ -251,19 +250,11 @@ async def _finish(
 
 @contextlib.contextmanager
 def _logs_to(path: Path) -> Iterator[None]:
-    """Structured logs to a file while the demo runs (the terminal shows the status line)."""
+    """Structured logs to a file while the demo runs (the terminal shows the status line); then
+    only warnings, on stderr."""
     with path.open("a", encoding="utf-8") as file:
-        structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso"),
-                structlog.processors.JSONRenderer(),
-            ],
-            logger_factory=structlog.WriteLoggerFactory(file),
-        )
-        logging.basicConfig(stream=file, level=logging.WARNING, force=True)
+        logs.configure(LogConfig(format="json"), stream=file)
         try:
             yield
         finally:
-            structlog.reset_defaults()
-            logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+            logs.configure(LogConfig(level="warning"), stream=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from time import time_ns
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from tickd.codecs.schema import Bar, CryptoBar, CryptoTrade, Trade
 from tickd.strategies.indicators import Bank
 
 from .actors import Actor, Mailbox
+from .tracing import Tracing
 
 __all__ = ["IndicatorActor", "IndicatorBatch", "IndicatorSnapshot"]
 
@@ -48,6 +50,8 @@ class IndicatorBatch(Struct, kw_only=True):
     events: list[Any]
     rows: NDArray[np.int64]
     values: NDArray[np.float64]
+    bank_start_ns: int = 0  # the compiled call's wall-clock start and end (tracing's stamps)
+    bank_end_ns: int = 0
 
 
 class IndicatorActor(Actor[Any]):
@@ -59,8 +63,10 @@ class IndicatorActor(Actor[Any]):
         publish: Callable[[list[Any]], Awaitable[None]],
         source: Literal["trades", "bars"] = "bars",
         deliver: Callable[[list[Any]], Awaitable[None]] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__("indicators", mailbox)
+        self.tracing = tracing
         if len(symbols) > bank.state.shape[0]:
             raise ValueError(f"{len(symbols)} symbols for a bank of {bank.state.shape[0]}")
         self.bank = bank
@@ -135,6 +141,8 @@ class IndicatorActor(Actor[Any]):
         self, taken: list[Any], latest: dict[int, int], days: list[tuple[int, int]]
     ) -> None:
         n, matrix = len(taken), self.bank.input
+        tracing = self.tracing
+        started = time_ns() if tracing is not None else 0
         if self._trades:  # one price: high = low = close
             matrix[:n, 1] = matrix[:n, 3]
             matrix[:n, 2] = matrix[:n, 3]
@@ -142,9 +150,22 @@ class IndicatorActor(Actor[Any]):
             matrix[first:end, 5] = day
         self.bank.run(n)
         out, positions = self.bank.out, list(latest.values())
+        ended = 0
+        if tracing is not None:
+            ended = time_ns()
+            tracing.banked(taken, ended)
+            if self._deliver is None:  # the bank is the events' last stage
+                tracing.finished(taken, ended, bank=(started, ended))
         if self._deliver is not None:
             rows = matrix[:n, 0].astype(np.int64)
-            await self._deliver([IndicatorBatch(events=taken, rows=rows, values=out[:n].copy())])
+            batch = IndicatorBatch(
+                events=taken,
+                rows=rows,
+                values=out[:n].copy(),
+                bank_start_ns=started,
+                bank_end_ns=ended,
+            )
+            await self._deliver([batch])
         if n <= 64:  # one numpy call converts the lot (cheaper than one per snapshot)
             rows = out[:n].tolist()
             values = [rows[at] for at in positions]

@@ -42,6 +42,7 @@ from .clock import Clock
 from .config import RiskConfig
 from .market_hours import is_open
 from .portfolio import Portfolio
+from .tracing import Tracing
 
 __all__ = ["RiskActor", "RiskEngine", "RiskState"]
 
@@ -239,8 +240,10 @@ class RiskActor(Actor[Any]):
         engine: RiskEngine,
         salt: str,
         send: Callable[[list[Any]], Awaitable[None]],
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__("risk", mailbox)
+        self.tracing = tracing
         self.engine = engine
         self.portfolio = engine.portfolio
         self.salt = salt
@@ -258,6 +261,8 @@ class RiskActor(Actor[Any]):
                 await self._decide(item)
             elif kind is OrderUpdate:
                 moved |= portfolio.apply(item)
+                if self.tracing is not None:
+                    self.tracing.updated(item, time.time_ns())
             elif kind is Bar or kind is CryptoBar:
                 portfolio.mark(item.symbol, item.close)
                 moved = True
@@ -268,11 +273,22 @@ class RiskActor(Actor[Any]):
             engine.watch_loss()
 
     async def _decide(self, intent: OrderIntent) -> None:
+        if self.tracing is None:
+            await self._judge(intent, None)
+            return
+        # Every line logged while deciding (a limit breached, a state change) names the trace.
+        with structlog.contextvars.bound_contextvars(**self.tracing.context(intent)):
+            await self._judge(intent, self.tracing)
+
+    async def _judge(self, intent: OrderIntent, tracing: Tracing | None) -> None:
+        started = time.time_ns() if tracing is not None else 0
         coid = client_order_id(self.salt, intent.strategy, intent.event_id, intent.symbol)
         if coid in self._sent:
             self.repeated += 1  # the same decision again (a replayed event): one order
             return
         reason = self.engine.check(intent)
+        if tracing is not None:
+            tracing.risk(intent, coid, started, time.time_ns(), reason)
         if reason is not None:
             self.denials.append((intent, reason))
             _log.info(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from time import time_ns
 from typing import Any, cast
 
 import anyio
@@ -43,6 +44,7 @@ from tickd.strategies.signals import scan
 
 from .actors import Actor, Mailbox
 from .indicators import IndicatorBatch
+from .tracing import Tracing
 
 __all__ = ["HostedStrategy", "StrategyHost"]
 
@@ -86,8 +88,10 @@ class StrategyHost(Actor[Any]):
         send: Callable[[list[Any]], Awaitable[None]],
         trade_after_ns: int = 0,
         paused: Callable[[], bool] = lambda: False,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__("strategies", mailbox)
+        self.tracing = tracing
         self.hosted = [HostedStrategy(s, bank, symbols) for s in strategies]
         self.symbols = tuple(symbols)
         self.context = context
@@ -123,6 +127,9 @@ class StrategyHost(Actor[Any]):
         while self._paused():  # reconciling: decide on the state the venue confirms, after
             await anyio.sleep(0.01)
         intents: list[OrderIntent] = []
+        started = time_ns() if self.tracing is not None else 0
+        events: list[Any] = []  # what this pass decided on, for tracing
+        bank: tuple[int, int] | None = None
         for item in batch:
             if type(item) is IndicatorBatch:
                 for hosted in self.hosted:
@@ -130,11 +137,17 @@ class StrategyHost(Actor[Any]):
                         self._scan(hosted, item, intents)
                     else:
                         self._each(hosted, item, intents)
+                events += item.events
+                bank = (item.bank_start_ns, item.bank_end_ns)
             else:
                 for hosted in self.hosted:
                     strategy = hosted.strategy
                     if type(item) in strategy.events and self._concerns(hosted, item):
                         self._call(hosted, item, intents, strategy.on_event, item, None)
+                events.append(item)
+        if self.tracing is not None:
+            ended = time_ns()
+            self.tracing.finished(events, ended, bank=bank, strategy=(started, ended))
         if intents:
             self.intents += len(intents)
             await self._send(list(intents))
@@ -171,7 +184,17 @@ class StrategyHost(Actor[Any]):
             running[row] = signal
             event = batch.events[at]
             view = IndicatorView(event.symbol, batch.values[at], hosted.columns)
-            self._call(hosted, event, intents, strategy.on_signal, event, view, signal, before)
+            self._call(
+                hosted,
+                event,
+                intents,
+                strategy.on_signal,
+                event,
+                view,
+                signal,
+                before,
+                of=(batch, at),
+            )
 
     def _each(self, hosted: HostedStrategy, batch: IndicatorBatch, intents: list[Any]) -> None:
         strategy = hosted.strategy
@@ -179,7 +202,7 @@ class StrategyHost(Actor[Any]):
         for at, event in enumerate(batch.events):
             if member[rows[at]] and type(event) in kinds:
                 view = IndicatorView(event.symbol, values[at], hosted.columns)
-                self._call(hosted, event, intents, strategy.on_event, event, view)
+                self._call(hosted, event, intents, strategy.on_event, event, view, of=(batch, at))
 
     def _call(
         self,
@@ -188,14 +211,18 @@ class StrategyHost(Actor[Any]):
         intents: list[Any],
         method: Callable[..., Sequence[OrderIntent]],
         *args: Any,
+        of: tuple[IndicatorBatch, int] | None = None,
     ) -> None:
-        strategy = hosted.strategy
+        """Run one strategy handler; ``of`` is the bank call and position of ``event``."""
+        strategy, tracing = hosted.strategy, self.tracing
+        started = time_ns() if tracing is not None else 0
         try:
             decided = method(*args, self.context)
         except Exception:
             self.errors[strategy.name] += 1
             _log.exception("strategy_error", strategy=strategy.name, on=repr(event)[:300])
             return
+        accepted = len(intents)
         for intent in decided:
             if intent.symbol not in hosted.symbols or intent.strategy != strategy.name:
                 self.invalid_intents += 1
@@ -209,3 +236,41 @@ class StrategyHost(Actor[Any]):
                 self.warmup_intents += 1
             else:
                 intents.append(intent)
+        if len(intents) > accepted:
+            if tracing is not None:
+                self._trace(tracing, event, intents[accepted:], started, of)
+            for intent in intents[accepted:]:  # a decision: logged, with its trace
+                _log.info(
+                    "strategy_decided",
+                    strategy=strategy.name,
+                    symbol=intent.symbol,
+                    side=intent.side,
+                    qty=str(intent.qty),
+                    reason=intent.reason,
+                    event_id=intent.event_id,
+                    **(tracing.context(intent, "strategy") if tracing is not None else {}),
+                )
+
+    @staticmethod
+    def _trace(
+        tracing: Tracing,
+        event: Any,
+        decided: Sequence[OrderIntent],
+        started: int,
+        of: tuple[IndicatorBatch, int] | None,
+    ) -> None:
+        """Note a decision for its trace: links to the earlier events of its symbol that the
+        same bank call took (their values fed the one decided on)."""
+        bank: tuple[int, int] | None = None
+        links: list[Any] = []
+        if of is not None:
+            batch, at = of
+            bank = (batch.bank_start_ns, batch.bank_end_ns)
+            rows, row = batch.rows, batch.rows[at]
+            for i in range(at - 1, -1, -1):
+                if rows[i] == row:
+                    links.append(batch.events[i])
+                    if len(links) == 8:  # tracing keeps no more
+                        break
+            links.reverse()
+        tracing.decided(decided, event, bank, started, time_ns(), links)

@@ -9,7 +9,6 @@ same for the same tape and config; ``tape info`` and ``tape cat`` are for lookin
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from collections import Counter
@@ -19,11 +18,11 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 
 from tickd.codecs.tape import TapeFormatError, TapeReader, open_tapes, tape_paths
 from tickd.codecs.timestamps import format_rfc3339_ns
 
+from . import logs
 from .config import EX_CONFIG, Config, ConfigError, RecordConfig, load, require_secrets
 
 __all__ = ["add_verbs", "record", "replay_command", "tape_cat", "tape_info"]
@@ -75,6 +74,7 @@ def record(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
+    logs.configure(config.log, secrets=logs.secrets_of(config))  # as ``tickd run`` logs
     config = msgspec.structs.replace(
         config,
         strategies=(),
@@ -127,7 +127,7 @@ async def _record(config: Config, duration: float | None) -> int:
             await app.run()
             tasks.cancel_scope.cancel()
     except* FeedFatalError as group:
-        print(f"tickd: {first_error(group)}", file=sys.stderr)
+        print(logs.redact(f"tickd: {first_error(group)}"), file=sys.stderr)
         status = EX_UNAVAILABLE
     frames = ", ".join(f"{n} {s}" for s, n in sorted(recorder.frames.items())) or "no frames"
     print(f"recorded: {frames}")
@@ -141,17 +141,14 @@ def replay_command(args: argparse.Namespace, out: Callable[[str], None] = print)
     from .replay import Replayer
     from .report import write_report
 
-    # The summary is the output: the graph's own info lines (an order sent...) stay quiet.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
     try:
         config = load(args.config)
     except ConfigError as exc:
         print(f"tickd: bad configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
+    # The summary is the output: the graph's own info lines (an order sent...) stay quiet.
+    quiet = msgspec.structs.replace(config.log, level="warning")
+    logs.configure(quiet, stream=sys.stderr, secrets=logs.secrets_of(config))
     try:
         replayer = Replayer(args.tapes, config, speed=args.speed, report=not args.no_report)
     except (FileNotFoundError, TapeFormatError) as exc:

@@ -23,3 +23,12 @@ for kind in STRATEGIES:
 def compiled_banks() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
     subprocess.run([sys.executable, "-c", WARM_UP], env=env, check=True)
+
+
+@pytest.fixture(autouse=True)
+def _state_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon built without ``state_dir`` keeps its state (the order-id salt, the trace file)
+    in ``$STATE_DIRECTORY``, else ``./state``: never the checkout's."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))

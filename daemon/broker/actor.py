@@ -16,6 +16,7 @@ trading is halted, because the daemon no longer knows what it holds.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -32,6 +33,7 @@ from ..clock import Clock
 from ..feeds.base import FeedGap
 from ..portfolio import Portfolio, execution_key
 from ..risk import RiskEngine, RiskState
+from ..tracing import Tracing
 from .base import Broker, BrokerError, Fill, OrderRejectedError, OrderRequest
 from .sim import SimBroker
 
@@ -56,8 +58,10 @@ class BrokerActor(Actor[Any]):
         updates_source: str = TRADE_UPDATES,
         reconcile_attempts: int = 3,
         pending_limit: float = 30.0,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__("broker", mailbox)
+        self.tracing = tracing
         self.broker = broker
         self.risk = risk
         self.portfolio: Portfolio = risk.portfolio
@@ -120,17 +124,30 @@ class BrokerActor(Actor[Any]):
             await self.reconcile("an order's fate is unknown")
 
     async def _submit(self, request: OrderRequest) -> None:
-        intent = request.intent
+        tracing, coid = self.tracing, request.client_order_id
+        if tracing is None:
+            await self._send(request, None)
+            return
+        # The adapter's lines too (retries, a lookup after a timeout) name the order's trace.
+        with structlog.contextvars.bound_contextvars(**tracing.order_context(coid)):
+            await self._send(request, tracing)
+
+    async def _send(self, request: OrderRequest, tracing: Tracing | None) -> None:
+        intent, coid = request.intent, request.client_order_id
         log = _log.bind(
-            client_order_id=request.client_order_id,
+            client_order_id=coid,
             strategy=intent.strategy,
             symbol=intent.symbol,
             side=intent.side,
             qty=str(intent.qty),
         )
+        if tracing is not None:
+            tracing.submitting(coid, time.time_ns())
         try:
             order = await self.broker.submit(request)
         except OrderRejectedError as exc:
+            if tracing is not None:
+                tracing.submitted(coid, time.time_ns(), error=f"rejected: {exc}")
             self.failed["rejected"] += 1
             log.warning("order_rejected", error=str(exc))
             self.portfolio.acknowledge(request.client_order_id)
@@ -141,6 +158,9 @@ class BrokerActor(Actor[Any]):
             # looked it up already, so the reconciliation after the batch decides: no longer
             # pending, it is kept if the venue lists it and dropped if not (a failed
             # reconciliation halts trading).
+            if tracing is not None:
+                error = f"fate unknown: {type(exc).__name__}: {exc}"
+                tracing.submitted(coid, time.time_ns(), error=error)
             self.failed["unavailable" if isinstance(exc, BrokerError) else "error"] += 1
             log.error("order_fate_unknown", error=f"{type(exc).__name__}: {exc}")
             self.portfolio.acknowledge(request.client_order_id)
@@ -148,6 +168,8 @@ class BrokerActor(Actor[Any]):
         else:
             # Still pending until its first order event (or a reconciliation lists it): a
             # reconciliation already under way may have asked before the venue had it.
+            if tracing is not None:
+                tracing.submitted(coid, time.time_ns(), order.id, order.status)
             self.sent += 1
             log.info("order_sent", order_id=order.id, status=order.status)
             event = _FINISHED.get(order.status)

@@ -22,11 +22,12 @@ from typing import Any, Final
 
 import anyio
 import msgspec
-import structlog
 from anyio.abc import TaskStatus
 
 from tickd.codecs.synthetic import MarketConfig
 
+from .. import logs
+from ..config import LogConfig
 from .chaos import Chaos, ChaosSettings
 from .market import Market, MarketSettings
 from .matching import MatchingEngine
@@ -160,13 +161,9 @@ def run_cli(args: argparse.Namespace) -> int:
     except (ValueError, msgspec.ValidationError) as exc:
         print(f"tickd fake-exchange: {exc}", file=sys.stderr)
         return 2
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+    # JSON lines on stderr (stdout carries the URLs); the keys it accepts masked in them.
+    logs.configure(
+        LogConfig(format="json"), stream=sys.stderr, secrets=(settings.key, settings.secret)
     )
     anyio.run(_serve, settings)
     return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol
 
@@ -39,6 +40,7 @@ from tickd.codecs.schema import ApiError, News
 from tickd.codecs.timestamps import format_rfc3339_ns
 
 from ..clock import Clock, LiveClock
+from ..tracing import Tracing
 from .backoff import Backoff
 from .base import FeedFatalError
 from .http import AuthError, ClientError, HttpClient, HttpError, RateLimitedError
@@ -309,6 +311,7 @@ class NewsPoller:
         self._last_request_ns: int | None = None
         # The recorder's tap: every response body, raw, with its receive stamp, before decoding.
         self.tap: Callable[[int, str, bytes], None] | None = None
+        self.tracing: Tracing | None = None  # stamps each body's receive and decode
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll round after round. ``task_group.start(poller.run)`` returns once the first
@@ -372,7 +375,10 @@ class NewsPoller:
         ts_recv = self._clock.now_ns()
         if self.tap is not None:
             self.tap(ts_recv, self.source, body)
+        started = time.time_ns()
         decoded = source.decode(body, ts_recv)
+        if self.tracing is not None:
+            self.tracing.decoded(self.source, [ts_recv], started, time.time_ns())
         for error in decoded.errors:
             stats.decode_errors += 1
             _log.error(

@@ -26,11 +26,10 @@ what it fetches is published in order, before the live messages that follow the 
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from time import time_ns
 from typing import Any, Literal
 
 import anyio
@@ -59,6 +58,7 @@ from tickd.codecs.session import (
 from ..actors import Mailbox, first_error
 from ..clock import Clock, LiveClock
 from ..market_hours import Market, is_open
+from ..tracing import Tracing
 from .backoff import Backoff
 from .base import FeedFatalError, FeedGap, FeedStats
 
@@ -68,20 +68,6 @@ _log = structlog.get_logger("tickd.feeds")
 
 # HTTP statuses on the upgrade that no retry can fix (a wrong path, refused credentials).
 _FATAL_HTTP = frozenset({400, 401, 403, 404})
-# A secret in a URL's query (Finnhub's token); its value is masked in the library's own logs.
-_SECRET_IN_QUERY = re.compile(r"((?:token|apikey|api_key|key)=)[^&\s]+", re.IGNORECASE)
-
-
-class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The websockets library's logger, with secrets in URLs masked: at DEBUG it logs the
-    request line, ``GET /?token=...``."""
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        masked = [_SECRET_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in args]
-        super().log(level, msg, *masked, **kwargs)
-
-
-_WEBSOCKETS_LOG = _MaskingLogger(logging.getLogger("websockets.client"))
 
 Publish = Callable[[list[Any]], Awaitable[None]]
 
@@ -204,6 +190,8 @@ class WebsocketFeed:
         self._queued_bytes = 0  # bytes of the frames in the raw queue
         # The recorder's tap: every frame received, raw, with its receive stamp, before decoding.
         self.tap: Callable[[int, str, bytes | bytearray | memoryview], None] | None = None
+        # Tracing's stamps: each frame's receive, decode start and end (None: tracing off).
+        self.tracing: Tracing | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -241,7 +229,8 @@ class WebsocketFeed:
                 ping_timeout=settings.ping_timeout,
                 open_timeout=settings.step_timeout,
                 close_timeout=0.25,  # a peer that ignores our close frame: stop anyway
-                logger=_WEBSOCKETS_LOG,
+                # The library logs to "websockets.client" (at DEBUG the request line, a token in
+                # its query): tickd.daemon.logs masks secrets in the libraries' records too.
                 create_connection=_queueing(
                     partial(self._queue_frame, queue), partial(self._ended, queue)
                 ),
@@ -339,19 +328,21 @@ class WebsocketFeed:
         task_status: TaskStatus[None],
     ) -> None:
         decoder, session, clock, tap = self.decoder, self.session, self._clock, self.tap
+        tracing, source = self.tracing, self.source
         while True:
             try:
                 batch = await queue.receive_batch(self.settings.batch)
             except anyio.EndOfStream:  # the reader has seen the end, and all of it is handled
                 raise _LostError(self._close_reason) from None
             self.stats.frames += len(batch)
+            started = time_ns() if tracing is not None else 0
             data: list[Any] = []  # consecutive frames' data, published as one batch
             for ts_recv, frame in batch:
                 self._last_frame_ns = ts_recv
                 payload = frame.data
                 self._queued_bytes -= len(payload)
                 if tap is not None:
-                    tap(ts_recv, self.source, payload)
+                    tap(ts_recv, source, payload)
                 decoded = decoder.decode(payload, ts_recv)
                 if decoded.errors:
                     await self._undecodable(decoded.errors, data)
@@ -365,6 +356,8 @@ class WebsocketFeed:
                 await self._carry_out(actions, websocket, task_status, ts_recv)
             if data:
                 await self._deliver(data)
+            if tracing is not None:
+                tracing.decoded(source, [ts for ts, _ in batch], started, time_ns())
 
     async def _undecodable(self, errors: list[DecodeError], data: list[Any]) -> None:
         """Count and log what did not decode; a feed that may lose nothing publishes what came

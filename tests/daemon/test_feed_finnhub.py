@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import logging
 import random
 from typing import Any
 
@@ -267,18 +266,3 @@ def test_a_bad_url_fails_at_once_without_the_token_in_the_error() -> None:
     feed = FinnhubFeed(settings, "a&b c", publish)
     assert feed._url == "wss://ws.finnhub.io/?x=1&token=a%26b+c"
     assert feed.settings.url == "wss://ws.finnhub.io/?x=1"  # the settings carry no token
-
-
-async def test_the_token_is_masked_in_the_websocket_library_debug_log(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    server = MiniFinnhub([send_then_wait(trades(1))])
-    sink, clock = Sink(), QuickClock()
-    with caplog.at_level(logging.DEBUG, logger="websockets.client"):
-        async with server.running(), anyio.create_task_group() as tg:
-            await tg.start(make_feed(server, sink, clock).run)
-            await sink.wait_for(1)
-            tg.cancel_scope.cancel()
-    lines = [record.getMessage() for record in caplog.records]
-    assert "> GET /?token=*** HTTP/1.1" in lines  # the request line is logged, masked
-    assert not any(TOKEN in line for line in lines)

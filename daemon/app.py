@@ -392,16 +392,18 @@ class App:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
         if self.tracing is not None:
             self.tracing.processor = make_processor(self.config)
-        self.metrics = metrics = Metrics(self, self.tracing)
+        # Live only: a replay's clock is the tape's, and it prints its own summary.
+        self.metrics = metrics = Metrics(self, self.tracing) if self.live else None
         try:
             await self._run(metrics, task_status)
         finally:
             if self.tracing is not None:
                 self.tracing.shutdown()  # what the processor still holds goes out
-            with anyio.CancelScope(shield=True):  # a last summary; an OTLP export may block
-                await anyio.to_thread.run_sync(metrics.shutdown)
+            if metrics is not None:
+                with anyio.CancelScope(shield=True):  # a last summary; an OTLP export may block
+                    await anyio.to_thread.run_sync(metrics.shutdown)
 
-    async def _run(self, metrics: Metrics, task_status: TaskStatus[None]) -> None:
+    async def _run(self, metrics: Metrics | None, task_status: TaskStatus[None]) -> None:
         finished = [anyio.Event() for _ in self.actors]
         started = self.clock.now_ns()
         recording = anyio.CancelScope()
@@ -415,7 +417,8 @@ class App:
                     self.warmup.tap = self.recorder.write
                 await self.warm_up(await self.warmup.fetch())
             async with anyio.create_task_group() as feeds:
-                feeds.start_soon(metrics.run)
+                if metrics is not None:
+                    feeds.start_soon(metrics.run)
                 if self.control is not None:
                     await feeds.start(self.control.run)
                 async with anyio.create_task_group() as starting:  # handshakes side by side

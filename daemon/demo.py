@@ -35,6 +35,7 @@ from .feeds.websocket import WebsocketFeed
 from .replay import Replayer
 from .report import write_report
 from .tape_commands import summary_lines
+from .trace_export import read_spans, trace_file
 
 __all__ = ["DEMO_SYMBOLS", "TRADING_TOML", "demo_config", "run_demo"]
 
@@ -242,6 +243,13 @@ async def _finish(
     out(f"report: {html_path} (summary {json_path})")
     out(f"replay it: tickd replay {' '.join(map(str, tapes))} --config {replay_toml}")
     out(f"logs: {log_path}")
+    traces = trace_file(config)
+    spans, _ = read_spans(traces)
+    filled = next((s for s in spans if s.name == "fill"), None)
+    out(f"traces: {traces}")
+    if filled is not None:  # one order's chain, wire frame to fill
+        coid = filled.attributes["tickd.client_order_id"]
+        out(f"trace an order: tickd trace {coid} --file {traces}")
     out(f"digest: {summary.digest}")
     traded = portfolio.fills > 0 and summary.intents > 0
     out("demo: ok" if agree and traded else "demo: FAILED (see the lines above)")

@@ -90,8 +90,10 @@ class _Order:
 
     __slots__ = (
         "ack_ns",
+        "done",
         "parent",
         "received_ns",
+        "returned",
         "start_ns",
         "submit_id",
         "submit_ns",
@@ -106,6 +108,8 @@ class _Order:
         self.submit_ns = 0
         self.submit_id = 0
         self.ack_ns = 0
+        self.returned = False  # the broker's call came back (its submit span exists)
+        self.done = False  # the venue finished it: forgotten once the call is back too
 
 
 def trace_ids(salt: str, event: str) -> tuple[int, int]:
@@ -387,7 +391,8 @@ class Tracing:
             attributes,
             error=error,
         )
-        if error is not None:
+        order.returned = True
+        if error is not None or order.done:
             del self._orders[client_order_id]
 
     def updated(self, update: OrderUpdate, now_ns: int) -> None:
@@ -420,7 +425,10 @@ class Tracing:
             span = _span_id(order.trace_id, "fill", coid, update.execution_id or str(now_ns))
             self._emit("fill", order.trace_id, span, parent, start, now_ns, attributes)
         if kind in _DONE_EVENTS or update.order.status in ("filled", *_DONE_EVENTS):
-            del self._orders[coid]
+            # A fast venue fills before the broker's call returns: the submit span still comes.
+            order.done = True
+            if order.returned or not order.submit_id:
+                del self._orders[coid]
             if kind in _DONE_EVENTS:
                 attributes = {**base, "tickd.stage": "done", "tickd.event": kind}
                 span = _span_id(order.trace_id, "done", coid)

@@ -1,6 +1,7 @@
 """``tickd demo`` as a user runs it: the installed console script, in a real subprocess, with the
 fake exchange and the daemon talking over loopback."""
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,25 @@ def test_the_console_script_runs_the_demo(tmp_path: Path) -> None:
     )
     assert replay.returncode == 0, replay.stderr
     assert replay.stdout.splitlines()[-1] == digest
+    # One order's causal chain, from the trace file the daemon wrote, as the demo says to ask.
+    command = next(line for line in lines if line.startswith("trace an order: "))
+    args = command.removeprefix("trace an order: tickd ").split()
+    traced = subprocess.run(
+        [_tickd(), *args, "--json"], capture_output=True, text=True, timeout=120, env=_env()
+    )
+    assert traced.returncode == 0, traced.stderr
+    chain = json.loads(traced.stdout)
+    stages = [span["name"] for span in chain]
+    assert stages[:5] == ["event", "decode", "bank", "strategy", "risk"]
+    assert {"submit", "ack", "fill"} <= set(stages)
+    starts = [span["start_ns"] for span in chain]
+    assert starts == sorted(starts)
+    assert chain[0]["attributes"]["tickd.source"] == "alpaca.stocks"
+    assert chain[0]["attributes"]["tickd.event_id"].startswith(("Bar:", "Trade:"))
+    printed = subprocess.run(
+        [_tickd(), *args], capture_output=True, text=True, timeout=120, env=_env()
+    )
+    assert "caused by " in printed.stdout and "\nfill " in printed.stdout
 
 
 def test_ctrl_c_stops_the_demo_and_still_reports(tmp_path: Path) -> None:

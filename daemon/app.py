@@ -397,11 +397,15 @@ class App:
         try:
             await self._run(metrics, task_status)
         finally:
-            if self.tracing is not None:
-                self.tracing.shutdown()  # what the processor still holds goes out
-            if metrics is not None:
-                with anyio.CancelScope(shield=True):  # a last summary; an OTLP export may block
-                    await anyio.to_thread.run_sync(metrics.shutdown)
+            # What the span processor holds goes out, then a last summary: off the event loop
+            # (an OTLP export may block), and whatever happens to the first, the second runs.
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self.tracing is not None:
+                        await anyio.to_thread.run_sync(self.tracing.shutdown)
+                finally:
+                    if metrics is not None:
+                        await anyio.to_thread.run_sync(metrics.shutdown)
 
     async def _run(self, metrics: Metrics | None, task_status: TaskStatus[None]) -> None:
         finished = [anyio.Event() for _ in self.actors]

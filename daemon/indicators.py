@@ -155,7 +155,7 @@ class IndicatorActor(Actor[Any]):
             ended = time_ns()
             tracing.banked(taken, ended)
             if self._deliver is None:  # the bank is the events' last stage
-                tracing.finished(taken, ended, bank=(started, ended))
+                tracing.finished([(taken, (started, ended))], ended)
         if self._deliver is not None:
             rows = matrix[:n, 0].astype(np.int64)
             batch = IndicatorBatch(

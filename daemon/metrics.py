@@ -102,7 +102,7 @@ class Metrics:
             unit="{record}",
             description="latencies recorded per stage",
         )
-        total = self._total("messages")
+        total = self._received()
         self._summary_rate = _Rate(app.clock, total)
         self._status_rate = _Rate(app.clock, total)
 
@@ -133,7 +133,8 @@ class Metrics:
         _log.info(
             "metrics_summary",
             messages=total["messages"],
-            msgs_per_s=self._summary_rate(total["messages"]),
+            received=self._received(),
+            msgs_per_s=self._summary_rate(self._received()),
             frames=total["frames"],
             decode_errors=total["decode_errors"],
             dropped_frames=total["dropped_frames"],
@@ -156,7 +157,7 @@ class Metrics:
         parts = ["ready" if self.app.ready else "starting"]
         if self.app.broker is not None and self.app.risk.state != RiskState.ACTIVE:
             parts.append(f"risk {self.app.risk.state}")
-        parts.append(f"{self._status_rate(self._total('messages')):.0f} msg/s")
+        parts.append(f"{self._status_rate(self._received()):.0f} msg/s")
         orders = _orders(self)
         if orders:
             parts.append(f"{orders['sent']} orders")
@@ -182,6 +183,11 @@ class Metrics:
         exporter's timeout: call it once the graph has stopped)."""
         self.summary_line()
         self.provider.shutdown()
+
+    def _received(self) -> int:
+        """Data messages the feeds published (the rate's base: the bus also carries what the
+        graph makes of them, snapshots, intents, orders)."""
+        return sum(_feed_counts(f).get("messages", 0) for f in self.app.feeds)
 
     def _total(self, name: str) -> int:
         return sum(_COUNTERS[name].read(self).values())
@@ -237,8 +243,9 @@ def _feed_counts(feed: Feed) -> dict[str, int]:
     """A feed's counters by metric name (a news poller has no frames, connections nor gaps)."""
     stats = feed.stats
     if isinstance(stats, PollStats):
-        return {"decode_errors": stats.decode_errors}
+        return {"decode_errors": stats.decode_errors, "messages": stats.published}
     return {
+        "messages": stats.messages,
         "frames": stats.frames,
         "decode_errors": stats.decode_errors,
         "dropped_frames": stats.dropped_frames,

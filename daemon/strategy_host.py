@@ -128,8 +128,8 @@ class StrategyHost(Actor[Any]):
             await anyio.sleep(0.01)
         intents: list[OrderIntent] = []
         started = time_ns() if self.tracing is not None else 0
-        events: list[Any] = []  # what this pass decided on, for tracing
-        bank: tuple[int, int] | None = None
+        groups: list[tuple[list[Any], tuple[int, int] | None]] = []  # for tracing
+        others: list[Any] = []  # what came without a bank call
         for item in batch:
             if type(item) is IndicatorBatch:
                 for hosted in self.hosted:
@@ -137,17 +137,16 @@ class StrategyHost(Actor[Any]):
                         self._scan(hosted, item, intents)
                     else:
                         self._each(hosted, item, intents)
-                events += item.events
-                bank = (item.bank_start_ns, item.bank_end_ns)
+                groups.append((item.events, (item.bank_start_ns, item.bank_end_ns)))
             else:
                 for hosted in self.hosted:
                     strategy = hosted.strategy
                     if type(item) in strategy.events and self._concerns(hosted, item):
                         self._call(hosted, item, intents, strategy.on_event, item, None)
-                events.append(item)
+                others.append(item)
         if self.tracing is not None:
             ended = time_ns()
-            self.tracing.finished(events, ended, bank=bank, strategy=(started, ended))
+            self.tracing.finished([*groups, (others, None)], ended, strategy=(started, ended))
         if intents:
             self.intents += len(intents)
             await self._send(list(intents))

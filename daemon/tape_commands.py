@@ -86,6 +86,8 @@ def record(args: argparse.Namespace) -> int:
             daily=config.record.daily,
             flush_interval=config.record.flush_interval,
         ),
+        # Nothing is decided: no trace file beside wherever the command was started.
+        tracing=msgspec.structs.replace(config.tracing, exporter="none"),
     )
     status: int = anyio.run(_record, config, args.duration)
     return status

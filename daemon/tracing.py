@@ -44,6 +44,7 @@ from tickd.codecs.schema import OrderUpdate
 
 from .config import TracingConfig
 from .latency import LatencyHistogram
+from .logs import redact
 
 if TYPE_CHECKING:
     from tickd.strategies.base import OrderIntent
@@ -90,6 +91,7 @@ class _Order:
 
     __slots__ = (
         "ack_ns",
+        "acked",
         "done",
         "parent",
         "received_ns",
@@ -108,6 +110,7 @@ class _Order:
         self.submit_ns = 0
         self.submit_id = 0
         self.ack_ns = 0
+        self.acked = False  # its ack span exists (pending_new, then new: one span)
         self.returned = False  # the broker's call came back (its submit span exists)
         self.done = False  # the venue finished it: forgotten once the call is back too
 
@@ -169,6 +172,9 @@ class Tracing:
         self._decisions: OrderedDict[tuple[str, str, str], _Decision] = OrderedDict()
         self._orders: OrderedDict[str, _Order] = OrderedDict()
         self._emitted: OrderedDict[int, None] = OrderedDict()  # traces whose event spans exist
+        # The events decided on in the strategy pass under way: its end (a sample, a budget
+        # breach) leaves them to risk, whose trace of the decision carries the links.
+        self._deciding: set[str] = set()
 
     # --- stamps (the hot path) ---------------------------------------------------------------
 
@@ -204,26 +210,30 @@ class Tracing:
 
     def finished(
         self,
-        events: Sequence[Any],
+        groups: Sequence[tuple[Sequence[Any], tuple[int, int] | None]],
         end_ns: int,
-        bank: tuple[int, int] | None = None,
         strategy: tuple[int, int] | None = None,
     ) -> None:
-        """The last stage is done with ``events`` (in receive order): note their age, trace
-        those over the latency budget and, when one is due, a sample."""
-        if not events:
-            return
-        age = end_ns - events[0].ts_recv
-        if strategy is not None:
-            self._strategy.append(age)
-        self._whole.append(age)
-        if age > self.budget_ns:
-            self._breached(events, end_ns, bank, strategy)
-        if self._sample_every_ns and end_ns >= self._next_sample_ns:
+        """The last stage is done with a pass's events: ``groups`` of events in receive order,
+        each with the bank call that took them (start, end) or None. Note their age, trace those
+        over the latency budget and, when one is due, a sample."""
+        sample: tuple[Any, tuple[int, int] | None] | None = None
+        for events, bank in groups:
+            if not events:
+                continue
+            age = end_ns - events[0].ts_recv
+            if strategy is not None:
+                self._strategy.append(age)
+            self._whole.append(age)
+            if age > self.budget_ns:
+                self._breached(events, end_ns, bank, strategy)
+            sample = (events[-1], bank)
+        if sample is not None and self._sample_every_ns and end_ns >= self._next_sample_ns:
             self._next_sample_ns = end_ns + self._sample_every_ns
-            event = events[-1]
+            event, bank = sample
             self.sampled += 1
             self._event_trace(event, self.frame_of(event), bank, strategy, "sampled", end_ns)
+        self._deciding.clear()
         if end_ns - self._folded_ns > 1_000_000_000 or len(self._whole) > 4096:
             self.fold()
 
@@ -271,6 +281,7 @@ class Tracing:
     ) -> None:
         """The strategy host turned ``event`` into ``intents``; ``links`` are the other events
         that fed the values it decided on (the same bank call, the same symbol)."""
+        self._deciding.add(_name(event))
         decision = _Decision(
             event,
             self.frame_of(event),
@@ -310,7 +321,8 @@ class Tracing:
         """Risk approved ``intent`` as ``client_order_id``, or ``denied`` it (the reason): the
         chain so far becomes spans now (a denial ends it)."""
         decision = self._decisions.pop((intent.strategy, intent.event_id, intent.symbol), None)
-        self._pending["risk"].append(end_ns - intent.ts_recv)
+        if intent.ts_recv:  # (a strategy that left it 0 has no age to give)
+            self._pending["risk"].append(end_ns - intent.ts_recv)
         trace_id, root = trace_ids(self.salt, intent.event_id)
         parent = root
         if decision is not None:
@@ -343,6 +355,7 @@ class Tracing:
             "tickd.approved": denied is None,
         }
         if denied is not None:
+            denied = redact(denied)
             attributes["tickd.denied"] = denied
         self._emit("risk", trace_id, span, parent, start_ns, end_ns, attributes, error=denied)
         if denied is None:
@@ -365,13 +378,16 @@ class Tracing:
         order_id: str = "",
         status: str = "",
         error: str | None = None,
+        final: bool = True,
     ) -> None:
         """The broker's call for ``client_order_id`` returned at ``end_ns`` (the venue's answer
-        to the request) or failed with ``error``."""
+        to the request) or failed with ``error``: the order's end when ``final``, not when its
+        fate is unknown."""
         order = self._orders.get(client_order_id)
         if order is None or not order.submit_id:
             return
-        self._pending["submit"].append(end_ns - order.received_ns)
+        if order.received_ns:
+            self._pending["submit"].append(end_ns - order.received_ns)
         order.ack_ns = max(order.ack_ns, end_ns)
         attributes: dict[str, Any] = {
             "tickd.stage": "submit",
@@ -392,7 +408,9 @@ class Tracing:
             error=error,
         )
         order.returned = True
-        if error is not None or order.done:
+        # An error that leaves the order's fate unknown is not its end: the venue may have it,
+        # and its ack and fills still belong here.
+        if (error is not None and final) or order.done:
             del self._orders[client_order_id]
 
     def updated(self, update: OrderUpdate, now_ns: int) -> None:
@@ -407,13 +425,18 @@ class Tracing:
         start = order.submit_ns or order.start_ns
         parent = order.submit_id or order.parent
         if kind in _ACK_EVENTS:
-            self._pending["ack"].append(now_ns - order.received_ns)
-            span = _span_id(order.trace_id, "ack", coid)
-            self._emit("ack", order.trace_id, span, parent, start, now_ns, base)
-            order.ack_ns = max(order.ack_ns, now_ns)
+            if not order.acked:  # the first says it: a span id is made once
+                order.acked = True
+                if order.received_ns:
+                    self._pending["ack"].append(now_ns - order.received_ns)
+                span = _span_id(order.trace_id, "ack", coid)
+                attributes = {**base, "tickd.stage": "ack", "tickd.event": kind}
+                self._emit("ack", order.trace_id, span, parent, start, now_ns, attributes)
+                order.ack_ns = max(order.ack_ns, now_ns)
         elif kind in _FILL_EVENTS:
             start = max(order.ack_ns, start)
-            self._pending["fill"].append(now_ns - order.received_ns)
+            if order.received_ns:
+                self._pending["fill"].append(now_ns - order.received_ns)
             attributes = {
                 **base,
                 "tickd.stage": "fill",
@@ -452,7 +475,7 @@ class Tracing:
             return
         name = _name(event)
         trace_id, root = trace_ids(self.salt, name)
-        if root in self._emitted:
+        if root in self._emitted or (reason != "decision" and name in self._deciding):
             return
         self._emitted[root] = None
         if len(self._emitted) > 4096:
@@ -520,7 +543,11 @@ class Tracing:
             if parent is None
             else SpanContext(trace_id, parent, is_remote=False, trace_flags=_SAMPLED)
         )
-        status = Status(StatusCode.ERROR, error) if error is not None else Status(StatusCode.OK)
+        # An error's text may quote a library's exception: masked as a log line is (spans
+        # leave the process too: the trace file, a collector).
+        status = (
+            Status(StatusCode.ERROR, redact(error)) if error is not None else Status(StatusCode.OK)
+        )
         span = ReadableSpan(
             name=name,
             context=context,

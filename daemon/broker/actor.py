@@ -160,7 +160,7 @@ class BrokerActor(Actor[Any]):
             # reconciliation halts trading).
             if tracing is not None:
                 error = f"fate unknown: {type(exc).__name__}: {exc}"
-                tracing.submitted(coid, time.time_ns(), error=error)
+                tracing.submitted(coid, time.time_ns(), error=error, final=False)
             self.failed["unavailable" if isinstance(exc, BrokerError) else "error"] += 1
             log.error("order_fate_unknown", error=f"{type(exc).__name__}: {exc}")
             self.portfolio.acknowledge(request.client_order_id)

@@ -354,10 +354,10 @@ class WebsocketFeed:
                     await self._deliver(data)
                     data = []
                 await self._carry_out(actions, websocket, task_status, ts_recv)
+            if tracing is not None:  # before the hand-off: the bank may start on it at once
+                tracing.decoded(source, [ts for ts, _ in batch], started, time_ns())
             if data:
                 await self._deliver(data)
-            if tracing is not None:
-                tracing.decoded(source, [ts for ts, _ in batch], started, time_ns())
 
     async def _undecodable(self, errors: list[DecodeError], data: list[Any]) -> None:
         """Count and log what did not decode; a feed that may lose nothing publishes what came

@@ -173,14 +173,17 @@ async def test_the_summary_line_has_totals_and_the_rate_since_the_last_one(
     metrics = Metrics(app, tracing(), InMemoryMetricReader())
     await trade(app)  # 39 minutes of bars
     published = sum(app.bus.published.values())
+    app.feeds = App(config(tmp_path)).feeds  # a feed built, not run: its counters set by hand
+    app.feeds[0].stats.messages = 80  # as the feed would count the bars it published
     with capture_logs() as logs:
         metrics.summary_line()
         clock.advance(10)
         metrics.summary_line()
     first, second = logs
     assert first["event"] == "metrics_summary" and first["log_level"] == "info"
-    assert first["messages"] == published
-    assert first["msgs_per_s"] == round(published / (39 * 60), 1)
+    assert first["messages"] == published  # on the bus: the bars and what came of them
+    assert first["received"] == 80
+    assert first["msgs_per_s"] == round(80 / (39 * 60), 1)  # the feeds' data messages
     assert second["msgs_per_s"] == 0.0  # nothing came in the last 10 s
     assert first["orders"]["sent"] == app.broker_actor.sent
     assert first["decode_errors"] == first["reconnects"] == first["dropped"] == 0
@@ -210,9 +213,11 @@ async def test_the_status_text_is_one_short_line(tmp_path: Path) -> None:
     p99 = f"p99 decision {metrics.snapshot()['stages']['decision']['p99_us']:.0f} us"
     assert metrics.status_text() == f"starting · 0 msg/s · 0 orders · {p99} · 0 errors"
     await trade(app)
+    app.feeds = App(config(tmp_path)).feeds  # a feed built, not run: its counters set by hand
     metrics.status_text()  # the rate is per call: the next one counts from here
     quote = Quote(symbol="AAPL", ts_event=START, bid_price=1, bid_size=1, ask_price=2, ask_size=1)
     await app.bus.publish_many([quote] * 50)
+    app.feeds[0].stats.messages += 50  # as the feed counts what it publishes
     clock.advance(2)
     sent = app.broker_actor.sent
     assert metrics.status_text() == f"ready · 25 msg/s · {sent} orders · {p99} · 0 errors"

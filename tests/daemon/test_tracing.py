@@ -271,3 +271,80 @@ def test_an_update_for_an_order_never_traced_is_ignored() -> None:
     [risk] = exporter.get_finished_spans()
     assert risk.name == "risk" and risk.parent is not None
     assert risk.context.trace_id == trace_ids("salt", "Bar:AAPL:1")[0]
+
+
+def _intent(event: Bar) -> OrderIntent:
+    return OrderIntent(
+        strategy="s",
+        symbol=event.symbol,
+        side="buy",
+        qty=1,
+        event_id=event_id(event),
+        ts_event=event.ts_event,
+        ts_recv=event.ts_recv,
+    )
+
+
+def test_a_decided_event_that_is_also_due_a_sample_is_traced_as_the_decision() -> None:
+    """The host notes its decisions, then ends the pass (where a sample or a budget breach may
+    pick the same event), then risk judges: the event's root span is made once, so it must be
+    the decision's, with its links, not the sample's without them."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(
+        TracingConfig(sample_per_second=1000, latency_budget_ms=1e-6),
+        "salt",
+        SimpleSpanProcessor(exporter),
+    )
+    earlier, bar = (
+        Bar(symbol="AAPL", ts_event=START + i * MINUTE, ts_recv=100 + i, open=1, high=1, low=1,
+            close=1, volume=1)
+        for i in range(2)
+    )  # fmt: skip
+    intent = _intent(bar)
+    tracing.decided([intent], bar, (110, 120), 130, 140, links=[earlier])
+    tracing.finished([([bar], (110, 120))], 150, strategy=(125, 150))  # sample and breach due
+    tracing.risk(intent, "tickd-1", 160, 170, None)
+    roots = [s for s in exporter.get_finished_spans() if s.parent is None]
+    [root] = [s for s in roots if s.context.trace_id == trace_ids("salt", event_id(bar))[0]]
+    assert root.attributes is not None and root.attributes["tickd.trace_reason"] == "decision"
+    assert [link.attributes["tickd.event_id"] for link in root.links] == [event_id(earlier)]  # type: ignore[index]
+    # The next pass's sample is not held back by this pass's decision.
+    tracing.finished([([earlier], (110, 120))], 10**12, strategy=(125, 150))
+    assert any(
+        s.parent is None and s.context.trace_id == trace_ids("salt", event_id(earlier))[0]
+        for s in exporter.get_finished_spans()
+    )
+
+
+def test_two_acknowledgements_of_one_order_make_one_ack_span() -> None:
+    """Alpaca may say pending_new (or accepted) and then new: a span id is made once."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingConfig(), "salt", SimpleSpanProcessor(exporter))
+    bar = Bar(symbol="AAPL", ts_event=START, ts_recv=100, open=1, high=1, low=1, close=1, volume=1)
+    tracing.risk(_intent(bar), "tickd-1", 110, 120, None)
+    tracing.submitting("tickd-1", 130)
+    tracing.submitted("tickd-1", 140, "venue-1", "pending_new")
+    for event, at in (("pending_new", 150), ("new", 160)):
+        order = Order(id="venue-1", client_order_id="tickd-1", symbol="AAPL", status=event)
+        tracing.updated(OrderUpdate(event=event, order=order), at)
+    acks = [s for s in exporter.get_finished_spans() if s.name == "ack"]
+    assert len(acks) == 1 and acks[0].end_time == 150
+    assert acks[0].attributes is not None and acks[0].attributes["tickd.stage"] == "ack"
+    assert tracing.stages["ack"].count + len(tracing._pending["ack"]) == 1
+
+
+def test_an_error_span_keeps_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker's exception text goes into the submit span (the trace file, a collector): it is
+    masked as a log line would be."""
+    from tickd.daemon import logs
+
+    secret = "SKTESTSECRET4d8b0f6a2c9e"
+    monkeypatch.setattr(logs._State, "secrets", logs._secrets_pattern({secret}))
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingConfig(), "salt", SimpleSpanProcessor(exporter))
+    bar = Bar(symbol="AAPL", ts_event=START, ts_recv=100, open=1, high=1, low=1, close=1, volume=1)
+    tracing.risk(_intent(bar), "tickd-1", 110, 120, None)
+    tracing.submitting("tickd-1", 130)
+    tracing.submitted("tickd-1", 140, error=f"fate unknown: HTTPError: 500 for key {secret}")
+    [submit] = [s for s in exporter.get_finished_spans() if s.name == "submit"]
+    assert submit.status.description == "fate unknown: HTTPError: 500 for key ***"

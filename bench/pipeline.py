@@ -279,7 +279,8 @@ def _traced(config: Config, report: Report, symbols: tuple[str, ...], bank: Bank
                 per_cpu[on].append(trial.messages / cpu)
     off, on = statistics.median(per_cpu[False]), statistics.median(per_cpu[True])
     report.add(Row("feed->bank throughput, tracing off", round(off), "msg/CPU-s"))
-    ratio = on / off
+    # Paired, as every peer ratio here: the median of each round's on/off.
+    ratio = statistics.median(a / b for a, b in zip(per_cpu[True], per_cpu[False], strict=True))
     report.add(
         Row(
             "feed->bank throughput, default tracing on",

@@ -384,6 +384,22 @@ class App:
         while any(len(a.mailbox) or a.current for a in actors):
             await anyio.sleep(0)
 
+    async def cancel_open_orders(self) -> int:
+        """Cancel every order open at the venue (``broker.on_stop = "cancel"``); the number
+        cancelled. A cancel that fails is logged and the others go on: what stays open, the
+        next start reconciles."""
+        assert self.broker is not None
+        cancelled = 0
+        for order in await self.broker.open_orders():
+            try:
+                await self.broker.cancel(order.id)
+            except Exception as exc:  # the venue may have filled it meanwhile
+                _log.warning("stop_cancel_failed", order_id=order.id, error=str(exc))
+            else:
+                cancelled += 1
+        _log.info("stop_orders_cancelled", cancelled=cancelled)
+        return cancelled
+
     def stop(self) -> None:
         """Begin the ordered shutdown (safe to call from a signal handler task)."""
         self._stop.set()
@@ -440,6 +456,11 @@ class App:
                 await self._stop.wait()
                 _log.info("daemon_stopping")
                 feeds.cancel_scope.cancel()
+            if self.broker is not None and self.config.broker.on_stop == "cancel":
+                with anyio.move_on_after(self.config.broker.stop_timeout) as waited:
+                    await self.cancel_open_orders()
+                if waited.cancelled_caught:
+                    _log.error("stop_cancels_timed_out", seconds=self.config.broker.stop_timeout)
             recording.cancel()  # after the feeds: their last frames are on the tape
             # In the order data flows: each actor drains its mailbox and stops before the next
             # one's mailbox closes (it may still publish into it while draining).

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE = 0, 2, 69, 70
 EXIT_STATUS = """exit status:
@@ -170,8 +171,10 @@ async def _serve(config: Any) -> int:
     from tickd.daemon.app import App
     from tickd.daemon.feeds.base import FeedFatalError
     from tickd.daemon.logs import redact
+    from tickd.daemon.systemd import Notifier
 
     app = App(config)
+    notifier = Notifier()
     status = EX_OK
     try:
         async with anyio.create_task_group() as tasks:
@@ -179,6 +182,7 @@ async def _serve(config: Any) -> int:
             async def stop_on_signal() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for _ in signals:
+                        notifier.stopping()
                         if app.ready:
                             app.stop()  # the ordered shutdown
                         else:
@@ -196,10 +200,16 @@ async def _serve(config: Any) -> int:
                             state = RiskState.HALTED if halt else RiskState.ACTIVE
                             app.risk.set_state(state, signal.Signals(received).name, "signal")
 
+            async def daemon(*, task_status: TaskStatus[None]) -> None:
+                await app.run(task_status=task_status)
+                tasks.cancel_scope.cancel()  # stopped: the signal and notify tasks too
+
             tasks.start_soon(stop_on_signal)
             tasks.start_soon(switch_on_signal)
-            await app.run()
-            tasks.cancel_scope.cancel()
+            await tasks.start(daemon)  # returns once ready: kernels compiled, feeds subscribed
+            assert app.metrics is not None
+            notifier.ready(app.metrics.status_text())
+            tasks.start_soon(notifier.run, app.metrics.status_text)
     except* FeedFatalError as group:
         print(redact(f"tickd: {first_error(group)}"), file=sys.stderr)
         status = EX_UNAVAILABLE

@@ -164,6 +164,9 @@ class BrokerConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     fee_per_share: NonNegative = 0.0  # sim: commission per share
     fee_rate: NonNegative = 0.0  # sim: commission as a fraction of notional
     slippage_bps: NonNegative = 1.0  # sim: market orders fill this much worse
+    on_stop: Literal["keep", "cancel"] = "keep"  # open orders at a stop (SIGTERM): kept, or
+    # cancelled at the venue (a restart reconciles kept ones)
+    stop_timeout: Positive = 10.0  # seconds the cancels may take, within systemd's TimeoutStopSec
 
 
 class RecordConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

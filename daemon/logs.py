@@ -20,6 +20,7 @@ level's methods. A disabled level stays a no-op method, as structlog's filtering
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -129,6 +130,32 @@ def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return {key: _masked(value) for key, value in event_dict.items()}
 
 
+# syslog priorities for journald's "<N>" line prefix (sd-daemon(3)).
+_PRIORITY: Final = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def _to_journal(stream: IO[str]) -> bool:
+    """``stream`` is the journal's (systemd sets ``$JOURNAL_STREAM`` to its device:inode)."""
+    try:
+        device, inode = (int(n) for n in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        found = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (found.st_dev, found.st_ino) == (device, inode)
+
+
+def _with_priority(render: Processor) -> Processor:
+    """Lines to the journal start with their syslog priority: journald strips it and files the
+    line at that level, so ``journalctl -p warning`` sees tickd's warnings."""
+
+    def prefixed(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
+        priority = _PRIORITY.get(str(event_dict.get("level", name)), 6)
+        line = render(logger, name, event_dict)
+        return f"<{priority}>{line if isinstance(line, str) else str(line)}"
+
+    return prefixed
+
+
 _PROCESSORS: Final[list[Processor]] = []  # edited in place: cached loggers hold this list
 
 
@@ -150,6 +177,8 @@ def configure(
         if console
         else structlog.processors.JSONRenderer()
     )
+    if _to_journal(stream):
+        renderer = _with_priority(renderer)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

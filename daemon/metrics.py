@@ -18,6 +18,7 @@ The exporter's thread runs the callbacks while the event loop keeps counting, so
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -152,8 +153,8 @@ class Metrics:
 
     def status_text(self) -> str:
         """One short line for the service manager's STATUS=, e.g. ``ready · 1234 msg/s · 3 orders
-        · p99 decision 850 us · 0 errors``. Errors: decode errors, actor restarts, strategy
-        errors and orders whose fate the broker left unknown."""
+        · p99 decision 850 us · 0 errors``, and the latest feed gap. Errors: decode errors,
+        actor restarts, strategy errors and orders whose fate the broker left unknown."""
         parts = ["ready" if self.app.ready else "starting"]
         if self.app.broker is not None and self.app.risk.state != RiskState.ACTIVE:
             parts.append(f"risk {self.app.risk.state}")
@@ -167,6 +168,12 @@ class Metrics:
         errors = sum(self._total(n) for n in ("decode_errors", "restarts", "strategy_errors"))
         errors += orders.get("unavailable", 0) + orders.get("error", 0)
         parts.append(f"{errors} errors")
+        gaps = [g for f in self.app.feeds if (g := getattr(f, "last_gap", None)) is not None]
+        if gaps:
+            gap = max(gaps, key=lambda g: g.end_ns)
+            at = dt.datetime.fromtimestamp(gap.end_ns / 1e9, dt.UTC).strftime("%H:%M:%SZ")
+            seconds = (gap.end_ns - gap.start_ns) / 1e9
+            parts.append(f"last gap {at} ({seconds:.1f} s, {gap.source})")
         return " · ".join(parts)
 
     async def run(self) -> None:

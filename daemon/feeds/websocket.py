@@ -190,8 +190,9 @@ class WebsocketFeed:
         self._queued_bytes = 0  # bytes of the frames in the raw queue
         # The recorder's tap: every frame received, raw, with its receive stamp, before decoding.
         self.tap: Callable[[int, str, bytes | bytearray | memoryview], None] | None = None
-        # Tracing's stamps: each frame's receive, decode start and end (None: tracing off).
+        # Tracing's stamps: each pass's frames' receive, decode start and end (None: off).
         self.tracing: Tracing | None = None
+        self.last_gap: FeedGap | None = None  # the latest one reported (the status line's)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream and reconnect until cancelled or a fatal error.
@@ -420,6 +421,7 @@ class WebsocketFeed:
         """Publish the gap, then what ``fill_gap`` fetched for it, before the first new data."""
         assert self._lost_at is not None
         gap = FeedGap(source=self.source, start_ns=self._lost_at, end_ns=end_ns)
+        self.last_gap = gap
         self._lost_at = None
         self.stats.gaps += 1
         _log.warning("feed_gap", source=self.source, seconds=(end_ns - gap.start_ns) / 1e9)

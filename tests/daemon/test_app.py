@@ -304,3 +304,29 @@ async def test_bars_the_bank_already_took_are_left_out_and_counted() -> None:
     column = actor.columns.index("ema(timeperiod=12)")
     expected = ema(__import__("numpy").array(closes), timeperiod=12)
     assert published[-1].values[column] == expected[-1]
+
+
+@pytest.mark.anyio
+async def test_open_orders_are_cancelled_at_the_stop_when_configured(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from tickd.daemon.broker.base import OrderRequest
+    from tickd.strategies.base import OrderIntent
+
+    path = tmp_path / "tickd.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path}"\n[symbols]\nstocks = ["AAPL"]\n'
+        '[broker]\non_stop = "cancel"\n[risk]\ntrading_hours = "always"\n'
+        '[[strategies]]\nkind = "ema_cross"\nparams = { fast = 3, slow = 6, qty = 1 }\n'
+    )
+    app = App(load(path), feeds=False)
+    assert app.broker is not None
+    for n, price in enumerate(("1", "2")):  # limit buys far below the market: they rest
+        intent = OrderIntent(
+            strategy="ema_cross", symbol="AAPL", side="buy", qty=Decimal(1), type="limit",
+            limit_price=Decimal(price), event_id=f"Bar:AAPL:{n}", ts_event=n,
+        )  # fmt: skip
+        await app.broker.submit(OrderRequest(client_order_id=f"tickd-{n}", intent=intent))
+    assert len(await app.broker.open_orders()) == 2
+    assert await app.cancel_open_orders() == 2
+    assert await app.broker.open_orders() == []

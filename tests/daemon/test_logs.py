@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +221,24 @@ async def test_the_websockets_request_line_keeps_no_token() -> None:
     events = [line["event"] for line in lines(out)]
     assert "> GET /?token=*** HTTP/1.1" in events
     assert TOKEN not in out.getvalue()
+
+
+def test_lines_to_the_journal_start_with_their_syslog_priority(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal"
+    with path.open("w", encoding="utf-8") as stream:
+        found = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{found.st_dev}:{found.st_ino}")
+        logs.configure(stream=stream)
+        structlog.get_logger("tickd.risk").warning("risk_state_changed", state="halted")
+        logging.getLogger("websockets.client").error("connection lost")
+        structlog.get_logger("tickd.app").info("daemon_ready")
+    warning, error, info = path.read_text(encoding="utf-8").splitlines()
+    assert warning.startswith("<4>{") and json.loads(warning[3:])["state"] == "halted"
+    assert error.startswith("<3>{") and info.startswith("<6>{")
+    # Another stream (a terminal, a pipe, a file) gets no prefix: $JOURNAL_STREAM names one.
+    out = io.StringIO()
+    logs.configure(stream=out)
+    structlog.get_logger("tickd.app").info("daemon_ready")
+    assert out.getvalue().startswith("{")

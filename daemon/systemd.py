@@ -56,6 +56,9 @@ class Notifier:
         message = "\n".join(fields).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never wait on the manager: a full queue (it is busy, or gone) must not block
+                # the event loop; the message is dropped, counted and logged instead.
+                sock.setblocking(False)
                 sock.sendto(message, self.address)
         except OSError as exc:
             self.failures += 1

@@ -109,3 +109,15 @@ async def test_pings_come_from_the_loop_and_stop_while_it_is_blocked(tmp_path: P
     assert max(gaps) >= 0.9  # the block shows as one long silence
     statuses_sent = [text for _, text in received if "STATUS=" in text]
     assert 2 <= len(statuses_sent) <= len(pings)  # STATUS= every 0.3 s, with a ping
+
+
+def test_a_manager_that_does_not_read_never_blocks_the_sender(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as deaf:  # bound, never read
+        deaf.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        started = time.monotonic()
+        sent = [notifier.send("WATCHDOG=1", "STATUS=" + "x" * 1000) for _ in range(500)]
+        assert time.monotonic() - started < 5  # a blocking send would wait here for ever
+    assert any(sent) and not all(sent)  # the queue filled: the rest were dropped...
+    assert notifier.failures == sent.count(False)  # ...and counted

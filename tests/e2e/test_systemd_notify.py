@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,32 +95,40 @@ params = {{ fast = 3, slow = 8, qty = 1, allow_short = true }}
 
 
 class Manager:
-    """The service manager's end of ``$NOTIFY_SOCKET``: every datagram, with when it came."""
+    """The service manager's end of ``$NOTIFY_SOCKET``: every datagram, with when it came, read
+    by a thread all along (as PID 1 reads them)."""
 
     def __init__(self, path: Path) -> None:
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind(str(path))
+        self.socket.settimeout(0.05)
         self.received: list[tuple[float, list[str]]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            try:
+                data = self.socket.recv(65536)
+            except TimeoutError:
+                continue
+            self.received.append((time.monotonic(), data.decode().split("\n")))
 
     def wait_for(self, field: str, timeout: float) -> float:
         """When ``field`` (e.g. ``READY=1``) first came, waiting up to ``timeout`` s for it."""
         deadline = time.monotonic() + timeout
-        while True:
-            for at, fields in self.received:
+        while time.monotonic() < deadline:
+            for at, fields in list(self.received):
                 if field in fields:
                     return at
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {field} within {timeout} s: {self.received}")
-            self.read(min(left, 0.2))
+            time.sleep(0.02)
+        raise AssertionError(f"no {field} within {timeout} s: {self.received}")
 
-    def read(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.socket], [], [], left)
-            if ready:
-                data = self.socket.recv(65536)
-                self.received.append((time.monotonic(), data.decode().split("\n")))
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.socket.close()
 
 
 def _run(urls: dict[str, str], tmp: Path, cache: Path) -> dict[str, Any]:
@@ -147,18 +156,17 @@ def _run(urls: dict[str, str], tmp: Path, cache: Path) -> dict[str, Any]:
     )  # fmt: skip
     try:
         ready = manager.wait_for("READY=1", 240) - started
-        manager.read(3.0)
+        time.sleep(3.0)
         stop = time.monotonic()
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=STOP_TIMEOUT)
         stopped = time.monotonic() - stop
-        manager.read(0.2)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every stack to stderr
             _, stderr = process.communicate(timeout=10)
             print(stderr.decode()[-6000:], file=sys.stderr)
-        manager.socket.close()
+        manager.close()
     return {
         "ready_s": ready,
         "stop_s": stopped,
@@ -195,8 +203,9 @@ def test_tickd_run_under_a_service_manager(
         assert events.count("feed_ready") >= 2 and "daemon_ready" in events
         [(_, ready)] = [m for m in messages if "READY=1" in m[1]]
         assert any(f.startswith("STATUS=ready") for f in ready)
-        # Pings at the rate asked, from then on.
-        pings = [at for at, fields in messages[ready_at:] if "WATCHDOG=1" in fields]
+        # Pings at the rate asked, from then on until the stop (whose bound is TimeoutStopSec).
+        stopping = next(i for i, (_, fields) in enumerate(messages) if "STOPPING=1" in fields)
+        pings = [at for at, fields in messages[ready_at:stopping] if "WATCHDOG=1" in fields]
         assert len(pings) >= 4
         gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert max(gaps) < 1.0  # within WatchdogSec

@@ -390,7 +390,12 @@ class App:
         next start reconciles."""
         assert self.broker is not None
         cancelled = 0
-        for order in await self.broker.open_orders():
+        try:
+            orders = await self.broker.open_orders()
+        except Exception as exc:  # the venue cannot say: stop anyway; the next start reconciles
+            _log.error("stop_cancel_failed", error=f"{type(exc).__name__}: {exc}")
+            return 0
+        for order in orders:
             try:
                 await self.broker.cancel(order.id)
             except Exception as exc:  # the venue may have filled it meanwhile
@@ -403,6 +408,11 @@ class App:
     def stop(self) -> None:
         """Begin the ordered shutdown (safe to call from a signal handler task)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called."""
+        return self._stop.is_set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every actor, then every feed; report ready; run until :meth:`stop`."""
@@ -457,7 +467,11 @@ class App:
                 _log.info("daemon_stopping")
                 feeds.cancel_scope.cancel()
             if self.broker is not None and self.config.broker.on_stop == "cancel":
+                # No new order from here; those on their way are sent (the actors drain) before
+                # the venue is asked what is open, so none slips past the sweep.
+                self.risk.stopping = True
                 with anyio.move_on_after(self.config.broker.stop_timeout) as waited:
+                    await self.drained()
                     await self.cancel_open_orders()
                 if waited.cancelled_caught:
                     _log.error("stop_cancels_timed_out", seconds=self.config.broker.stop_timeout)

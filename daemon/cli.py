@@ -167,12 +167,15 @@ def _run(path: str | None) -> int:
 
 
 async def _serve(config: Any) -> int:
+    import structlog
+
     from tickd.daemon.actors import RestartBudgetError, first_error
     from tickd.daemon.app import App
     from tickd.daemon.feeds.base import FeedFatalError
     from tickd.daemon.logs import redact
     from tickd.daemon.systemd import Notifier
 
+    log = structlog.get_logger("tickd.cli")
     app = App(config)
     notifier = Notifier()
     status = EX_OK
@@ -180,14 +183,19 @@ async def _serve(config: Any) -> int:
         async with anyio.create_task_group() as tasks:
 
             async def stop_on_signal() -> None:
+                # Open for the daemon's whole life: a second SIGTERM during the stop must not
+                # fall back to the default action and cut the tape's and the traces' flush.
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
+                    async for received in signals:
+                        if app.stopping:
+                            log.warning("stop_signal_repeated", signal=received.name)
+                            continue
                         notifier.stopping()
                         if app.ready:
                             app.stop()  # the ordered shutdown
                         else:
                             tasks.cancel_scope.cancel()  # still starting: just stop
-                        return
+                            return
 
             async def switch_on_signal() -> None:
                 from tickd.daemon.risk import RiskState
@@ -211,10 +219,14 @@ async def _serve(config: Any) -> int:
             notifier.ready(app.metrics.status_text())
             tasks.start_soon(notifier.run, app.metrics.status_text)
     except* FeedFatalError as group:
-        print(redact(f"tickd: {first_error(group)}"), file=sys.stderr)
+        message = redact(f"tickd: {first_error(group)}")
+        print(message, file=sys.stderr)
+        notifier.stopping(f"failed: {message}")
         status = EX_UNAVAILABLE
     except* RestartBudgetError as group:
-        print(redact(f"tickd: {first_error(group)}"), file=sys.stderr)
+        message = redact(f"tickd: {first_error(group)}")
+        print(message, file=sys.stderr)
+        notifier.stopping(f"failed: {message}")
         status = EX_SOFTWARE
     return status
 

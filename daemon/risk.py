@@ -85,6 +85,7 @@ class RiskEngine:
         self.approved = 0
         self.denied: Counter[str] = Counter()  # by rule
         self.reconciling = False  # set by the broker actor while local state is being replaced
+        self.stopping = False  # set by the app's stop before it cancels open orders
         self._sent: deque[int] = deque()  # monotonic times of approvals in the last minute
         self._day: dt.date | None = None
         self._day_start_pnl = Decimal(0)
@@ -149,6 +150,8 @@ class RiskEngine:
         portfolio, limits, symbol = self.portfolio, self._limits, intent.symbol
         if self.reconciling:
             return "reconciling", "local state is being reconciled with the broker"
+        if self.stopping:
+            return "stopping", "the daemon is stopping"
         if self.state is RiskState.HALTED:
             return "halted", f"trading is halted ({self.reason})"
         held = portfolio.exposure(symbol)

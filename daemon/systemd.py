@@ -33,6 +33,11 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
+def _line(text: str) -> str:
+    """``text`` on one line: a newline would end the field and start another (``READY=1``)."""
+    return " ".join(text.splitlines())
+
+
 class Notifier:
     """Sends to ``$NOTIFY_SOCKET`` (a path, or ``@name`` in the abstract namespace)."""
 
@@ -44,6 +49,7 @@ class Notifier:
         self.address = address if address[:1] in ("/", "\0") else ""
         self.watchdog = watchdog_interval(environ)
         self.failures = 0  # datagrams the manager did not take (logged; never fatal)
+        self.stopped = False  # STOPPING=1 was sent: no READY=1 nor a fresh STATUS= after it
 
     @property
     def enabled(self) -> bool:
@@ -67,22 +73,32 @@ class Notifier:
         return True
 
     def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        """``READY=1``, unless the stop began meanwhile (a SIGTERM between the handshake and
+        this call): READY after STOPPING would tell the manager a stopping daemon is up."""
+        if self.stopped:
+            return
+        self.send("READY=1", f"STATUS={_line(status)}", f"MAINPID={os.getpid()}")
 
     def stopping(self, status: str = "stopping") -> None:
-        self.send("STOPPING=1", f"STATUS={status}")
+        self.stopped = True
+        self.send("STOPPING=1", f"STATUS={_line(status)}")
 
     async def run(self, status: Callable[[], str], status_interval: float = 5.0) -> None:
         """Until cancelled: ``WATCHDOG=1`` every :attr:`watchdog` seconds (when asked for) and a
-        fresh ``STATUS=`` every ``status_interval`` seconds, from this event loop."""
+        fresh ``STATUS=`` every ``status_interval`` seconds, from this event loop. Once
+        :meth:`stopping` was sent the pings go on (the ordered stop may take a while) but the
+        status stays the stop's. A ``status`` that raises is logged, never fatal."""
         if not self.address:
             return
         every = min(self.watchdog or status_interval, status_interval)
         since_status = status_interval
         while True:
             fields = ["WATCHDOG=1"] if self.watchdog is not None else []
-            if since_status >= status_interval:
-                fields.append(f"STATUS={status()}")
+            if since_status >= status_interval and not self.stopped:
+                try:
+                    fields.append(f"STATUS={_line(status())}")
+                except Exception as exc:  # a status bug must not stop the pings, nor the daemon
+                    _log.warning("sd_status_failed", error=f"{type(exc).__name__}: {exc}")
                 since_status = 0.0
             if fields:
                 self.send(*fields)

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog
 
 from tickd.codecs.schema import Bar, Trade
 from tickd.daemon import cli
@@ -304,6 +305,66 @@ async def test_bars_the_bank_already_took_are_left_out_and_counted() -> None:
     column = actor.columns.index("ema(timeperiod=12)")
     expected = ema(__import__("numpy").array(closes), timeperiod=12)
     assert published[-1].values[column] == expected[-1]
+
+
+def _resting(n: int, price: str) -> Any:
+    """A limit buy far below the market: it rests until cancelled."""
+    from decimal import Decimal
+
+    from tickd.daemon.broker.base import OrderRequest
+    from tickd.strategies.base import OrderIntent
+
+    intent = OrderIntent(
+        strategy="ema_cross", symbol="AAPL", side="buy", qty=Decimal(1), type="limit",
+        limit_price=Decimal(price), event_id=f"Bar:AAPL:{n}", ts_event=n,
+    )  # fmt: skip
+    return OrderRequest(client_order_id=f"tickd-{n}", intent=intent)
+
+
+def _cancelling(tmp_path: Path) -> App:
+    path = tmp_path / "tickd.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path}"\n[symbols]\nstocks = ["AAPL"]\n'
+        '[broker]\non_stop = "cancel"\n[risk]\ntrading_hours = "always"\n'
+        '[[strategies]]\nkind = "ema_cross"\nparams = { fast = 3, slow = 6, qty = 1 }\n'
+    )
+    return App(load(path), feeds=False)
+
+
+@pytest.mark.anyio
+async def test_the_stop_cancels_what_is_open_after_the_orders_on_their_way(tmp_path: Path) -> None:
+    app = _cancelling(tmp_path)
+    assert app.broker is not None
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(app.run)
+            await app.broker.submit(_resting(0, "1"))
+            # On its way through the graph when the stop comes: sent, then cancelled.
+            await app.broker_actor.mailbox.send(_resting(1, "2"))
+            app.stop()
+    assert await app.broker.open_orders() == []
+    assert app.risk.stopping  # no new intent was approved meanwhile
+    [swept] = [line for line in logs if line["event"] == "stop_orders_cancelled"]
+    assert swept["cancelled"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_venue_that_cannot_list_its_orders_at_the_stop_does_not_crash_it(
+    tmp_path: Path,
+) -> None:
+    app = _cancelling(tmp_path)
+    assert app.broker is not None
+
+    async def unreachable() -> list[Any]:
+        raise ConnectionError("venue down")
+
+    app.broker.open_orders = unreachable  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(app.run)
+            app.stop()
+    events = [line["event"] for line in logs]
+    assert "stop_cancel_failed" in events and events[-1] == "daemon_stopped"
 
 
 @pytest.mark.anyio

@@ -121,3 +121,73 @@ def test_a_manager_that_does_not_read_never_blocks_the_sender(tmp_path: Path) ->
         assert time.monotonic() - started < 5  # a blocking send would wait here for ever
     assert any(sent) and not all(sent)  # the queue filled: the rest were dropped...
     assert notifier.failures == sent.count(False)  # ...and counted
+
+
+def _wait_for(received: list[tuple[float, str]], count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_no_ready_after_stopping(tmp_path: Path) -> None:
+    """A SIGTERM between the handshake and READY: the manager must not hear READY after
+    STOPPING (it would take a stopping daemon for a started one)."""
+    path = str(tmp_path / "notify")
+    with listening(path) as received:
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        notifier.stopping()
+        notifier.ready("ready · 0 msg/s")
+        notifier.send("STATUS=marker")  # ordered after whatever ready() sent
+        _wait_for(received, 2)
+    texts = [text for _, text in received]
+    assert texts[-1] == "STATUS=marker"
+    assert not [t for t in texts if "READY=1" in t.split("\n")], texts
+
+
+@pytest.mark.anyio
+async def test_the_stop_status_is_not_overwritten_while_stopping(tmp_path: Path) -> None:
+    """After STOPPING=1 the pings go on, but the periodic STATUS= no longer says ``ready``."""
+    path = str(tmp_path / "notify")
+    environ = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"}  # a ping every 0.05 s
+    with listening(path) as received:
+        notifier = Notifier(environ)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run, lambda: "ready · 5 msg/s", 0.1)
+            await anyio.sleep(0.3)
+            notifier.stopping()
+            stopped = time.monotonic()
+            await anyio.sleep(0.5)
+            tg.cancel_scope.cancel()
+        time.sleep(0.2)
+    after = [text.split("\n") for at, text in received if at > stopped + 0.02]
+    assert [f for f in after if "WATCHDOG=1" in f], "the pings stopped with the stop"
+    assert not [f for f in after if "STATUS=ready · 5 msg/s" in f], after
+
+
+@pytest.mark.anyio
+async def test_a_status_that_fails_neither_stops_the_pings_nor_the_daemon(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    environ = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"}
+
+    def broken() -> str:
+        raise ZeroDivisionError("a metrics bug")
+
+    with listening(path) as received:
+        notifier = Notifier(environ)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run, broken, 0.1)
+            await anyio.sleep(0.4)
+            tg.cancel_scope.cancel()
+        time.sleep(0.1)
+    assert len([t for _, t in received if "WATCHDOG=1" in t.split("\n")]) >= 3
+
+
+def test_a_status_is_one_field_whatever_it_holds(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with listening(path) as received:
+        Notifier({"NOTIFY_SOCKET": path}).ready("feed alpaca\nREADY=0 gap")
+        _wait_for(received, 1)
+    [(_, text)] = received
+    fields = text.split("\n")
+    assert fields[0] == "READY=1" and fields[1] == "STATUS=feed alpaca READY=0 gap"
+    assert len(fields) == 3 and fields[2].startswith("MAINPID=")

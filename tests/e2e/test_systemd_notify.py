@@ -190,10 +190,13 @@ def test_tickd_run_under_a_service_manager(
     cache = tmp_path / "cache"
     before = _code_files()
     runs = []
+    written: dict[Path, int] = {}
     for n in (1, 2):  # cold, then with the cache the first run wrote
         tmp = tmp_path / f"run{n}"
         tmp.mkdir()
         runs.append(_run(exchange, tmp, cache))
+        if n == 1:
+            written = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     for run in runs:
         assert run["status"] == 0, run["stderr"][-3000:]
         log, messages = run["log"], run["messages"]
@@ -220,8 +223,10 @@ def test_tickd_run_under_a_service_manager(
         assert sum(1 for _ in reader) > 10
         assert reader.ignored_bytes == 0 and reader.tail_error is None
         assert (run["state"] / "traces.jsonl").exists()
-    # numba's cache went to its own directory, none beside the code; the second run used it.
+    # numba's cache went to its own directory, none beside the code; the second run loaded
+    # it: it compiled nothing, so it wrote nothing there.
     assert list(cache.rglob("*.nbi")) and _code_files() == before
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == written
     with capsys.disabled():
         print(
             f"\n[systemd] READY cold {runs[0]['ready_s']:.1f} s, cached {runs[1]['ready_s']:.1f} s;"

@@ -4,10 +4,6 @@ text must all tell the same numbers."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,8 @@ from tickd.daemon.feeds.websocket import WebsocketFeed
 from tickd.daemon.metrics import Metrics
 from tickd.daemon.risk import RiskState
 from tickd.daemon.tracing import Tracing
+
+from .otlp_collector import collector
 
 pytestmark = pytest.mark.usefixtures("compiled_bank")
 START = 1_717_162_200_000_000_000
@@ -298,36 +296,8 @@ async def test_the_bus_counts_what_is_published_by_kind_on_every_path() -> None:
     assert bus.unrouted == {"Bar": 4}
 
 
-@contextmanager
-def collector() -> Iterator[tuple[str, list[ExportMetricsServiceRequest]]]:
-    """An OTLP/HTTP metrics endpoint on loopback: a real socket, the real protobuf."""
-    received: list[ExportMetricsServiceRequest] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(ExportMetricsServiceRequest.FromString(body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/metrics", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_the_otlp_exporter_sends_the_counters_with_the_service_resource(tmp_path: Path) -> None:
-    with collector() as (endpoint, received):
+    with collector(ExportMetricsServiceRequest.FromString, "/v1/metrics") as (endpoint, received):
         metrics_config = {"exporter": "otlp", "otlp_endpoint": endpoint, "interval": 3600}
         app = App(
             config(tmp_path, metrics=metrics_config, tracing={"service_name": "tickd-test"}),

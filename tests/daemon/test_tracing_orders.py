@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -21,6 +16,8 @@ from tickd.daemon.config import Config, TracingConfig
 from tickd.daemon.trace_export import make_processor, resource_for
 from tickd.daemon.tracing import Tracing, trace_ids
 from tickd.strategies.base import OrderIntent
+
+from .otlp_collector import collector
 
 COID = "tickd-order"
 INTENT = OrderIntent(
@@ -104,36 +101,8 @@ def test_a_rejected_submit_is_an_error_span_and_ends_the_order() -> None:
     assert tracing.order_context(COID) == {}
 
 
-@contextmanager
-def _collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    """An OTLP/HTTP traces endpoint on loopback: a real socket, the real protobuf."""
-    received: list[ExportTraceServiceRequest] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(ExportTraceServiceRequest.FromString(body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_the_otlp_exporter_sends_the_chain_to_a_collector(tmp_path: Path) -> None:
-    with _collector() as (endpoint, received):
+    with collector(ExportTraceServiceRequest.FromString, "/v1/traces") as (endpoint, received):
         config = msgspec.convert(
             {
                 "state_dir": str(tmp_path),

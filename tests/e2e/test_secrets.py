@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import pytest
 
 from tickd.codecs.tape import TapeReader
 
+from .fake_exchange import fake_exchange
+
 pytestmark = pytest.mark.usefixtures("compiled_banks")
 
 KEY_ID = "PKTESTKEY7f3a9c1e2b"
@@ -29,30 +30,26 @@ WRONG_KEY_ID = "PKWRONGKEY5e1c7a3f08"
 WRONG_SECRET = "SKWRONGSECRET9b2d4f6a71"
 
 
-def _tickd(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("tickd")
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
     for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "CREDENTIALS_DIRECTORY"):
         env.pop(name, None)  # the keys come from the config file only
-    return subprocess.Popen([str(script), *args], env=env, **kwargs)
+    return env
+
+
+def _script() -> str:
+    return str(Path(sys.executable).with_name("tickd"))
+
+
+def _tickd(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([_script(), *args], env=_env(), **kwargs)
 
 
 @pytest.fixture
 def exchange() -> Iterator[dict[str, str]]:
     """The fake exchange, accepting KEY_ID and SECRET only; its URLs."""
-    process = _tickd(
-        "fake-exchange", "--port", "0", "--speed", "600", "--symbols", "AAPL,MSFT,NVDA",
-        "--key", KEY_ID, "--secret", SECRET,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        assert ready, "the fake exchange printed no JSON line"
-        yield json.loads(process.stdout.readline())
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(20)
+    with fake_exchange(_script(), _env(), "AAPL,MSFT,NVDA", KEY_ID, SECRET) as urls:
+        yield urls
 
 
 def _config(urls: dict[str, str], tmp: Path, key_id: str, secret: str, trading: bool) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -22,6 +21,8 @@ import pytest
 
 import tickd.strategies
 from tickd.codecs.tape import TapeReader
+
+from .fake_exchange import fake_exchange
 
 KEY_ID, SECRET = "PKNOTIFYKEY3a1b", "SKNOTIFYSECRET8c2d"
 STOP_TIMEOUT = 45.0  # the unit's TimeoutStopSec
@@ -40,19 +41,8 @@ def _tickd() -> str:
 
 @pytest.fixture
 def exchange() -> Iterator[dict[str, str]]:
-    process = subprocess.Popen(
-        [_tickd(), "fake-exchange", "--port", "0", "--speed", "600", "--symbols", "AAPL,MSFT",
-         "--key", KEY_ID, "--secret", SECRET],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(),
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        assert ready, "the fake exchange printed no JSON line"
-        yield json.loads(process.stdout.readline())
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(20)
+    with fake_exchange(_tickd(), _env(), "AAPL,MSFT", KEY_ID, SECRET) as urls:
+        yield urls
 
 
 def _config(urls: dict[str, str], tmp: Path) -> Path:

@@ -424,16 +424,18 @@ class Tracing:
         base: dict[str, Any] = {"tickd.client_order_id": coid, "tickd.order_id": update.order.id}
         start = order.submit_ns or order.start_ns
         parent = order.submit_id or order.parent
-        if kind in _ACK_EVENTS:
-            if not order.acked:  # the first says it: a span id is made once
-                order.acked = True
-                if order.received_ns:
-                    self._pending["ack"].append(now_ns - order.received_ns)
-                span = _span_id(order.trace_id, "ack", coid)
-                attributes = {**base, "tickd.stage": "ack", "tickd.event": kind}
-                self._emit("ack", order.trace_id, span, parent, start, now_ns, attributes)
-                order.ack_ns = max(order.ack_ns, now_ns)
-        elif kind in _FILL_EVENTS:
+        # The first word that the venue has the order is its ack, once: "new" as a rule, but a
+        # venue that fills at once may have a fill (the broker's own, from the order's answer)
+        # arrive before the stream's "new".
+        if not order.acked and (kind in _ACK_EVENTS or kind in _FILL_EVENTS):
+            order.acked = True
+            if order.received_ns:
+                self._pending["ack"].append(now_ns - order.received_ns)
+            span = _span_id(order.trace_id, "ack", coid)
+            attributes = {**base, "tickd.stage": "ack", "tickd.event": kind}
+            self._emit("ack", order.trace_id, span, parent, start, now_ns, attributes)
+            order.ack_ns = max(order.ack_ns, now_ns)
+        if kind in _FILL_EVENTS:
             start = max(order.ack_ns, start)
             if order.received_ns:
                 self._pending["fill"].append(now_ns - order.received_ns)

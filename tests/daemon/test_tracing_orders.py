@@ -130,3 +130,17 @@ def test_the_otlp_exporter_sends_the_chain_to_a_collector(tmp_path: Path) -> Non
     assert names["risk"].trace_id == trace_ids("salt", INTENT.event_id)[0].to_bytes(16)
     service = {a.key: a.value.string_value for a in spans[0][1].attributes}
     assert service["service.name"] == "t"
+
+
+def test_a_fill_before_the_streams_new_is_the_orders_ack() -> None:
+    """A venue that fills at once: the broker's own "fill" (from the order's answer) may finish
+    the order before the stream's "new" comes; the ack is still in the chain, once."""
+    tracing, exporter = _approved()
+    tracing.submitting(COID, 120)
+    tracing.submitted(COID, 130, "venue-1", "filled")
+    tracing.updated(_update("fill", "filled"), 140)
+    tracing.updated(_update("new", "new"), 150)  # late, for an order already forgotten
+    spans = _by_name(exporter)
+    [ack], [fill] = spans["ack"], spans["fill"]
+    assert ack.attributes["tickd.event"] == "fill"  # type: ignore[index]
+    assert ack.end_time == 140 and fill.start_time == 140

@@ -86,6 +86,11 @@ class Portfolio:
         self.pending: dict[str, int] = {}
         self.frozen = False  # reconciling: order events wait in ``_held`` (see :meth:`freeze`)
         self._held: list[OrderUpdate] = []
+        # Decided by a strategy, on their way to risk and not yet judged: (strategy, event id,
+        # symbol) -> (symbol, signed qty). Counted as working, so a strategy deciding again
+        # before risk has judged the first decision (several bars in one batch: a backfill, a
+        # burst) does not order the same move twice.
+        self.intended: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
 
     # --- the Context a strategy reads -----------------------------------------------------------
 
@@ -94,7 +99,22 @@ class Portfolio:
         return held.qty if held is not None else ZERO
 
     def working(self, symbol: str) -> Decimal:
-        return sum((o.signed_qty for o in self.orders.values() if o.symbol == symbol), ZERO)
+        """Signed quantity of the orders sent and not done, and of the decisions risk has still
+        to judge."""
+        total = sum((o.signed_qty for o in self.orders.values() if o.symbol == symbol), ZERO)
+        if self.intended:
+            total += sum((q for s, q in self.intended.values() if s == symbol), ZERO)
+        return total
+
+    def intend(self, intent: OrderIntent) -> None:
+        """A strategy decided ``intent``: count it as working until risk judges it."""
+        key = (intent.strategy, intent.event_id, intent.symbol)
+        self.intended[key] = (intent.symbol, intent.signed_qty)
+
+    def settle(self, intent: OrderIntent) -> None:
+        """Risk is judging ``intent`` (or it will never be judged): it stops counting as
+        intended; approved, it counts as a working order instead (:meth:`add_working`)."""
+        self.intended.pop((intent.strategy, intent.event_id, intent.symbol), None)
 
     # --- what risk reads ----------------------------------------------------------------------
 
@@ -106,6 +126,7 @@ class Portfolio:
         """Sum over symbols of |held + working| x mark; ``extra`` (symbol, signed qty, price)
         adds an order under consideration."""
         symbols = set(self.positions) | {o.symbol for o in self.orders.values()}
+        symbols.update(symbol for symbol, _ in self.intended.values())
         if extra is not None:
             symbols.add(extra[0])
         total = ZERO

@@ -255,6 +255,13 @@ class RiskActor(Actor[Any]):
         self.repeated = 0  # decisions already sent in this run (the venue guards across runs)
         self._sent: OrderedDict[str, None] = OrderedDict()
 
+    async def on_stop(self) -> None:
+        # A batch cut short (a crash, a cancellation) is not retried: its intents not judged
+        # must stop counting as intended, or their strategy would wait on them for ever.
+        for item in self.current:
+            if type(item) is OrderIntent:
+                self.portfolio.settle(item)
+
     async def handle(self, batch: list[Any]) -> None:
         portfolio, engine = self.portfolio, self.engine
         moved = False  # a fill or a mark: the day's PnL may have changed
@@ -285,6 +292,7 @@ class RiskActor(Actor[Any]):
 
     async def _judge(self, intent: OrderIntent, tracing: Tracing | None) -> None:
         started = time.time_ns() if tracing is not None else 0
+        self.portfolio.settle(intent)  # judged against what is held and working without it
         coid = client_order_id(self.salt, intent.strategy, intent.event_id, intent.symbol)
         if coid in self._sent:
             self.repeated += 1  # the same decision again (a replayed event): one order

@@ -13,10 +13,13 @@ kinds its strategies asked for (news, quotes, order updates, ...). For each stra
 A strategy that raises is logged with the event and counted; the others go on, and so does the
 daemon. While ``paused()`` says so (a reconciliation with the broker is replacing local state)
 the host waits before deciding: strategies resume on the state the venue confirmed, and the
-events wait in the mailbox. Intents from events before ``trade_after_ns`` (just after the last
-bar a warm-up fed from history; 0 without one) are counted and dropped: warm-up primes
-indicators and strategy state, it never trades. (A cut by the clock would also drop the first
-live bar, whose time is the start of its minute, and every bar of a delayed feed.)
+events wait in the mailbox. Each intent passed on counts in the portfolio as working until risk
+judges it (:meth:`~tickd.daemon.portfolio.Portfolio.intend`): a strategy deciding again on the
+next bar of the same batch, before risk has run, sees its first decision. Intents from events
+before ``trade_after_ns`` (just after the last bar a warm-up fed from history; 0 without one) are
+counted and dropped: warm-up primes indicators and strategy state, it never trades. (A cut by the
+clock would also drop the first live bar, whose time is the start of its minute, and every bar of
+a delayed feed.)
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from numpy.typing import NDArray
 
 from tickd.codecs.schema import News
 from tickd.strategies.base import (
-    Context,
     IndicatorView,
     OrderIntent,
     SignalStrategy,
@@ -44,6 +46,7 @@ from tickd.strategies.signals import scan
 
 from .actors import Actor, Mailbox
 from .indicators import IndicatorBatch
+from .portfolio import Portfolio
 from .tracing import Tracing
 
 __all__ = ["HostedStrategy", "StrategyHost"]
@@ -84,7 +87,7 @@ class StrategyHost(Actor[Any]):
         strategies: Sequence[Strategy],
         bank: Bank,
         symbols: Sequence[str],
-        context: Context,
+        context: Portfolio,
         send: Callable[[list[Any]], Awaitable[None]],
         trade_after_ns: int = 0,
         paused: Callable[[], bool] = lambda: False,
@@ -235,6 +238,7 @@ class StrategyHost(Actor[Any]):
                 self.warmup_intents += 1
             else:
                 intents.append(intent)
+                self.context.intend(intent)  # the next decision sees it, before risk does
         if len(intents) > accepted:
             if tracing is not None:
                 self._trace(tracing, event, intents[accepted:], started, of)

@@ -20,6 +20,7 @@ from tickd.daemon.portfolio import Portfolio
 from tickd.daemon.strategy_host import StrategyHost
 from tickd.strategies.base import Context, IndicatorView, OrderIntent, event_id
 from tickd.strategies.indicators import Bank, Spec, sma
+from tickd.strategies.targets import toward
 
 SMA = Spec("sma", {"timeperiod": 3})
 BANDS = Spec("bbands", {"timeperiod": 3})
@@ -273,3 +274,32 @@ async def test_the_host_waits_while_paused_then_decides() -> None:
         assert host is None  # the host has not finished its batch: it waits
         reconciling[0] = False
     assert len(sent) == 9
+
+
+class Target:
+    """Wants +1 AAPL on every warmed bar, sized by exposure (held + working), as built-ins are."""
+
+    name = "target"
+    symbols = ("AAPL",)
+    indicators = (SMA,)
+    events: frozenset[type] = frozenset({Bar})
+
+    def on_event(self, event: Any, view: Any, context: Context) -> Sequence[OrderIntent]:
+        if not view.warmed:
+            return ()
+        return toward(
+            Decimal(1), strategy=self.name, symbol="AAPL", event=event, context=context, reason="up"
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chunks", [[], [4, 1, 1]], ids=["one batch", "several"])
+async def test_a_decision_counts_as_working_before_risk_judges_it(chunks: list[int]) -> None:
+    """Several bars in one batch (a backfill, a burst) are decided on before risk runs: the
+    second decision must see the first, or the move is ordered once per bar."""
+    host, sent = await run_host([Target()], bars({"AAPL": [101, 102, 103, 104, 105, 106]}), chunks)
+    assert [(i.side, i.qty) for i in sent] == [("buy", Decimal(1))]
+    portfolio = host.context
+    assert portfolio.working("AAPL") == 1  # intended, not yet judged
+    portfolio.settle(sent[0])  # risk judged it (and denied it, say): the strategy may decide again
+    assert portfolio.working("AAPL") == 0 and not portfolio.intended

@@ -74,6 +74,7 @@ class BrokerActor(Actor[Any]):
         self.sent = 0
         self.failed: Counter[str] = Counter()  # by class: rejected, unavailable, error
         self.reconciliations = 0
+        self.undelivered = 0  # order updates made here the closed bus refused (a stop)
         self.differences: list[str] = []  # the latest reconciliation's findings
         self._publish = publish
         self._sim = broker if isinstance(broker, SimBroker) else None
@@ -178,7 +179,7 @@ class BrokerActor(Actor[Any]):
                 # restart): no stream event will come, so say so. No quantity: its fill is in
                 # the positions reconciliation took.
                 now = self.clock.now_ns()
-                await self._publish(
+                await self._announce(
                     [OrderUpdate(event=event, order=order, ts_event=now, ts_recv=now)]
                 )
 
@@ -197,7 +198,25 @@ class BrokerActor(Actor[Any]):
             failed_at=now,
         )
         # Through the bus to the risk actor, whose portfolio then stops counting it as working.
-        await self._publish([OrderUpdate(event="rejected", order=order, ts_event=now, ts_recv=now)])
+        await self._announce(
+            [OrderUpdate(event="rejected", order=order, ts_event=now, ts_recv=now)]
+        )
+
+    async def _announce(self, updates: list[OrderUpdate]) -> None:
+        """Publish order updates the broker made itself. During a stop the bus may be closed
+        already (a submit answered after the risk actor ended): the update is logged and
+        counted, not a crash; the next start's reconciliation takes the venue's state."""
+        try:
+            await self._publish(updates)
+        except anyio.ClosedResourceError:
+            self.undelivered += len(updates)
+            for update in updates:
+                _log.warning(
+                    "order_update_undelivered",
+                    client_order_id=update.order.client_order_id,
+                    update=update.event,
+                    reason="the bus is closed (stopping)",
+                )
 
     async def reconcile(self, why: str) -> None:
         """Bring the portfolio in line with the venue; halt trading if the venue can't say.

@@ -32,9 +32,21 @@ class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     oversized_bytes: int = 17 * 2**20  # ... this large (tickd's limit is 16 MiB, alpaca-py's 1)
     connect_error: int = 0  # 406 (connection limit), 407 (slow client) or 500 on the next
     #                         connections' handshake, Alpaca's error message then a close
+    malformed_every: int = 0  # every Nth frame is a well-formed frame with a bad payload, of
+    #                           the kinds below in turn
+    malformed_kinds: tuple[str, ...] = (
+        "invalid_utf8",  # a text frame whose bytes are not UTF-8
+        "bad_json",  # a frame that does not parse
+        "missing_fields",  # a trade without its price
+        "nan_price",  # a trade whose price is NaN
+        "unknown_type",  # a message type the codec has never seen
+    )
     # Trading API.
     submit_timeout_every: int = 0  # every Nth order submission is accepted but never answered
     submit_fail_every: int = 0  # every Nth order submission answers 500 and is not kept
+    submit_fail_kept_every: int = 0  # every Nth answers 500 although the order was kept
+    submit_lost_every: int = 0  # every Nth is never answered and not kept (lost on the way)
+    submit_throttle_every: int = 0  # every Nth answers 429 (rate limit) and is not kept
     http_error_every: int = 0  # every Nth REST request (any route) answers 500
     # Both: close every connection and refuse new ones for this many seconds (a restart).
     restart_for: float = 0.0

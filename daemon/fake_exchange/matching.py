@@ -93,10 +93,12 @@ class OrderError(Exception):
 
 
 class SubmitUnansweredError(Exception):
-    """Chaos: the order was accepted and kept, and its submitter must get no answer."""
+    """Chaos: the submitter must get no answer; ``order`` is the order kept, or None when the
+    submission was lost on the way (nothing kept)."""
 
-    def __init__(self, order: Order) -> None:
-        super().__init__(f"order {order.id} accepted, answer withheld")
+    def __init__(self, order: Order | None) -> None:
+        what = "lost" if order is None else f"order {order.id} accepted"
+        super().__init__(f"{what}, answer withheld")
         self.order = order
 
 
@@ -427,15 +429,24 @@ class MatchingEngine:
         """Accept an order (``new`` event), then match it against the latest price.
 
         Raises :class:`OrderError` (422 invalid or duplicate ``client_order_id``, 403 buying
-        power or crypto balance, 500 chaos ``submit_fail_every``: nothing kept) or
-        :class:`SubmitUnansweredError` (chaos ``submit_timeout_every``: kept and matched)."""
+        power or crypto balance) or a chaos fault, at most one per submission, the first that
+        applies in this order: nothing kept (``submit_fail_every`` 500, ``submit_lost_every``
+        :class:`SubmitUnansweredError` without an order, ``submit_throttle_every`` 429), or
+        kept and matched (``submit_fail_kept_every`` 500, ``submit_timeout_every``
+        :class:`SubmitUnansweredError`)."""
         now = self.clock_ns()
         self._expire(now)
         self.stats.submissions += 1
-        chaos = self.chaos
-        if chaos.every(chaos.settings.submit_fail_every, self.stats.submissions):
+        chaos, settings, n = self.chaos, self.chaos.settings, self.stats.submissions
+        if chaos.every(settings.submit_fail_every, n):
             chaos.count("submit_fail")
             raise OrderError(500, 50010000, "internal server error")
+        if chaos.every(settings.submit_lost_every, n):
+            chaos.count("submit_lost")
+            raise SubmitUnansweredError(None)
+        if chaos.every(settings.submit_throttle_every, n):
+            chaos.count("submit_throttle")
+            raise OrderError(429, 42910000, "rate limit exceeded")
         order = self._validate(request, now)
         price = self._prices.get(order.symbol)
         self._check_funds(order, price)
@@ -462,7 +473,10 @@ class MatchingEngine:
             self._execute(working, price.buy if order.side == "buy" else price.sell, None, now)
         if order.time_in_force in ("ioc", "fok") and order.id in self._working:
             self._close(order.id, "canceled", now)
-        if chaos.every(chaos.settings.submit_timeout_every, self.stats.submissions):
+        if chaos.every(settings.submit_fail_kept_every, n):
+            chaos.count("submit_fail_kept")
+            raise OrderError(500, 50010000, "internal server error")
+        if chaos.every(settings.submit_timeout_every, n):
             chaos.count("submit_timeout")
             raise SubmitUnansweredError(order)
         return order
@@ -664,6 +678,11 @@ class MatchingEngine:
         if order is None:
             raise _not_found(f"order not found for {order_id}")
         return order
+
+    def orders(self) -> list[Order]:
+        """Every order ever accepted, in submission order: the venue's whole book, for a test
+        that counts what a client placed (``list_orders`` pages it as Alpaca does)."""
+        return list(self._orders.values())
 
     def get_by_client_id(self, client_order_id: str) -> Order:
         order_id = self._by_client_id.get(client_order_id)

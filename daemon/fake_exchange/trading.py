@@ -8,9 +8,11 @@ directly: nothing locks.
 
 Chaos (:class:`~tickd.daemon.fake_exchange.chaos.Chaos`, shared with the market side):
 
-* order submissions: ``submit_fail_every`` answers 500 and keeps nothing;
-  ``submit_timeout_every`` keeps the order and never answers (the connection stays open until
-  the client gives up); both are decided by the engine, which counts submissions;
+* order submissions, decided by the engine, which counts them: ``submit_fail_every`` answers
+  500 and keeps nothing, ``submit_fail_kept_every`` answers 500 although it kept the order,
+  ``submit_throttle_every`` answers 429 and keeps nothing; ``submit_timeout_every`` keeps the
+  order and never answers, ``submit_lost_every`` keeps nothing and never answers (unanswered,
+  the connection stays open until the client gives up);
 * ``http_error_every``: every Nth API request (any route but ``/_chaos``) answers 500 unprocessed;
 * a restart (:meth:`Chaos.restart`, which ``restart_for`` set above 0 starts): every connection
   on both ports is closed and, while :meth:`Chaos.refusing`, new REST connections are accepted

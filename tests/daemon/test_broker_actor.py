@@ -323,3 +323,24 @@ async def test_a_fill_between_the_fills_and_the_positions_requests_counts_once()
     for update in stream:  # the stream delivers it after the reconciliation
         s.portfolio.apply(update)
     assert s.portfolio.position("AAPL") == 10
+
+
+@pytest.mark.anyio
+async def test_an_update_made_while_the_bus_is_closed_is_counted_not_a_crash() -> None:
+    # A stop closes the risk mailbox while a submit is still out; its answer (a rejection, or
+    # an order the venue had already finished) then has nowhere to go. Seen in the reliability
+    # suite's kill -9 runs: the actor crashed and its supervisor restarted it mid-stop.
+    class Refusing(SimBroker):
+        async def submit(self, request: OrderRequest) -> Order:
+            raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
+
+    s = Setup(Refusing)
+    closed: Mailbox[Any] = Mailbox("risk", 10)
+    closed.close()
+
+    async def publish(items: list[Any]) -> None:
+        await closed.send_many(items)
+
+    actor = BrokerActor(Mailbox("broker", 10), s.broker, s.risk, publish, s.clock)
+    await actor.handle([request("c1"), request("c2")])
+    assert actor.undelivered == 2 and actor.failed == {"rejected": 2}

@@ -360,3 +360,69 @@ async def test_closing_a_position_under_submit_timeout_chaos_is_held_not_fatal(
     assert exchange.server.stats.held == 1
     exchange.chaos.update({"submit_timeout_every": 0})
     assert await call(client.get_all_positions) == []  # the close was kept, and filled
+
+
+async def test_a_lost_submission_is_never_answered_and_keeps_nothing(exchange: Exchange) -> None:
+    exchange.chaos.update({"submit_lost_every": 1})
+    body = {
+        "symbol": "AAPL",
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+        "qty": "1",
+        "client_order_id": "lost-1",
+    }
+    with pytest.raises(requests.Timeout):
+        await call(partial(rest, timeout=0.3, json=body), exchange, "POST", "/v2/orders")
+    assert exchange.server.stats.held == 1
+    assert exchange.engine.list_orders(status="all") == []
+    assert exchange.chaos.injected == {"submit_lost": 1}
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "kept"),
+    [("submit_fail_kept_every", 500, True), ("submit_throttle_every", 429, False)],
+)
+async def test_a_submission_answered_with_an_error_is_kept_or_not_as_the_fault_says(
+    exchange: Exchange, fault: str, status: int, kept: bool
+) -> None:
+    exchange.chaos.update({fault: 1})
+    with pytest.raises(APIError) as failed:
+        await call(exchange.client().submit_order, market("err-1"))
+    assert failed.value.status_code == status
+    assert [o.client_order_id for o in exchange.engine.list_orders(status="all")] == (
+        ["err-1"] if kept else []
+    )
+
+
+async def test_one_fault_per_submission_in_a_mix_and_tickds_broker_places_each_order_once(
+    exchange: Exchange,
+) -> None:
+    exchange.price(100.0)
+    exchange.chaos.update(
+        {
+            "submit_fail_every": 2,
+            "submit_lost_every": 3,
+            "submit_throttle_every": 5,
+            "submit_fail_kept_every": 7,
+            "submit_timeout_every": 11,
+        }
+    )
+    broker = broker_for(exchange, timeout=0.2, retries=8)
+    placed = [await broker.submit(order_request(f"mix-{i}", qty="1")) for i in range(12)]
+    venue = exchange.engine.list_orders(status="all", limit=500)
+    assert sorted(o.client_order_id for o in venue) == sorted(f"mix-{i}" for i in range(12))
+    assert {o.id for o in venue} == {o.id for o in placed}
+    injected = exchange.chaos.injected
+    assert set(injected) == {
+        "submit_fail",
+        "submit_lost",
+        "submit_throttle",
+        "submit_fail_kept",
+        "submit_timeout",
+    }
+    # Each submission met one fault or placed its order; a kept one was found, not sent again.
+    kept = injected["submit_fail_kept"] + injected["submit_timeout"]
+    assert exchange.engine.stats.submissions == sum(injected.values()) + 12 - kept
+    assert exchange.server.stats.errors.get(422, 0) == 0
+    assert broker.stats.duplicates_resolved == kept

@@ -68,6 +68,9 @@ __all__ = [
 BarKind: TypeAlias = Literal["minute", "updated", "daily"]
 # Sizes, counts and ids fit int64 (what numpy and the kernels hold); bigger ones are bad input.
 Int64: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+# Prices are finite: a NaN or infinity on the wire (msgpack can carry one) is bad input, not a
+# price (NaN fails every comparison, so the bounds reject it with the infinities).
+Price: TypeAlias = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
 
 
 # --- market data (Alpaca stocks / options / Finnhub equities) -------------------------------------
@@ -79,7 +82,7 @@ class Trade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    price: float = field(name="p")
+    price: Price = field(name="p")
     size: Int64 = field(name="s")
     trade_id: Int64 = field(default=0, name="i")
     exchange: str = field(default="", name="x")
@@ -93,9 +96,9 @@ class Quote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    bid_price: float = field(name="bp")
+    bid_price: Price = field(name="bp")
     bid_size: Int64 = field(name="bs")
-    ask_price: float = field(name="ap")
+    ask_price: Price = field(name="ap")
     ask_size: Int64 = field(name="as")
     bid_exchange: str = field(default="", name="bx")
     ask_exchange: str = field(default="", name="ax")
@@ -113,10 +116,10 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    open: float = field(name="o")
-    high: float = field(name="h")
-    low: float = field(name="l")
-    close: float = field(name="c")
+    open: Price = field(name="o")
+    high: Price = field(name="h")
+    low: Price = field(name="l")
+    close: Price = field(name="c")
     volume: Int64 = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
@@ -162,7 +165,7 @@ class CancelError(Struct, kw_only=True, gc=False, tag_field="T", tag="x"):
     ts_recv: int = 0
     trade_id: Int64 = field(name="i")
     exchange: str = field(name="x")
-    price: float = field(name="p")
+    price: Price = field(name="p")
     size: Int64 = field(name="s")
     action: str = field(name="a")
     tape: str = field(default="", name="z")
@@ -199,7 +202,7 @@ class Imbalance(Struct, kw_only=True, gc=False, tag_field="T", tag="i"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    price: float = field(name="p")
+    price: Price = field(name="p")
     tape: str = field(default="", name="z")
 
 
@@ -212,7 +215,7 @@ class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    price: float = field(name="p")
+    price: Price = field(name="p")
     size: float = field(name="s")
     trade_id: Int64 = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
@@ -225,9 +228,9 @@ class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    bid_price: float = field(name="bp")
+    bid_price: Price = field(name="bp")
     bid_size: float = field(name="bs")
-    ask_price: float = field(name="ap")
+    ask_price: Price = field(name="ap")
     ask_size: float = field(name="as")
 
 
@@ -237,10 +240,10 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    open: float = field(name="o")
-    high: float = field(name="h")
-    low: float = field(name="l")
-    close: float = field(name="c")
+    open: Price = field(name="o")
+    high: Price = field(name="h")
+    low: Price = field(name="l")
+    close: Price = field(name="c")
     volume: float = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
     vwap: float | None = field(default=None, name="vw")
@@ -263,7 +266,7 @@ class CryptoDailyBar(CryptoBar, tag="d"):
 class BookLevel(Struct, gc=False, frozen=True):
     """One price level; ``size == 0`` in a delta removes the level."""
 
-    price: float = field(name="p")
+    price: Price = field(name="p")
     size: float = field(name="s")
 
 

@@ -12,8 +12,11 @@ the subscribed channels and symbols (``*``: every symbol). A client that cannot 
 (``send_queue`` batches waiting) gets 407 and is dropped; a failure handling its request, 500.
 
 The faults in :class:`~.chaos.ChaosSettings` apply per connection, counted in data messages sent
-(drop, stall, delay) or frames (garbage, oversized); ``connect_error`` answers the auth with that
-error and closes; a restart closes every connection (1012) and refuses upgrades with HTTP 503.
+(drop, stall, delay) or frames (garbage, oversized, malformed: a well-formed frame with a bad
+payload, of ``malformed_kinds`` in turn, before the data frame); ``connect_error`` answers the
+auth with that error and closes; a restart closes every connection and refuses upgrades with
+HTTP 503. :meth:`StreamServer.abort_connections` is a crash as the clients see it (a TCP reset,
+no close frame).
 
 Plain HTTP GETs (no upgrade) get the historical bars: ``/v2/stocks/bars`` and
 ``/v1beta3/crypto/us/bars`` with Alpaca's parameters and paging, keys in the ``APCA-API-KEY-ID``
@@ -80,7 +83,7 @@ from tickd.codecs.timestamps import TimestampError, parse_rfc3339_ns
 from .chaos import Chaos
 from .market import Market, is_crypto, valid_symbol
 
-__all__ = ["ERROR_MESSAGES", "StreamServer", "StreamSettings", "StreamStats"]
+__all__ = ["ERROR_MESSAGES", "MALFORMED_KINDS", "StreamServer", "StreamSettings", "StreamStats"]
 
 _log = structlog.get_logger("tickd.fake_exchange")
 
@@ -188,7 +191,8 @@ class _Client:
         self.authenticated = False
         self.channels: dict[str, dict[str, None]] = {c: {} for c in self.ack_channels}
         self.sent = 0  # data messages
-        self.frames = 0  # frames after the handshake (data, garbage, oversized)
+        self.frames = 0  # frames after the handshake (data, garbage, oversized, malformed)
+        self.malformed = 0  # malformed frames sent (the next one is of the next kind)
         self.stalled = False
         self.overflow = anyio.Event()
         self.outbox: MemoryObjectSendStream[list[Any]]
@@ -240,6 +244,39 @@ def _fault_frame(kind: str, encoding: Encoding, size: int = 0) -> bytes:
         return b"garbage: not an Alpaca frame" if encoding == "json" else b"\xc1\xc1garbage"
     encode = msgspec.json.encode if encoding == "json" else msgspec.msgpack.encode
     return encode([{"T": "padding", "p": "x" * size}])
+
+
+_BAD_UTF8: Final = (b"~~~~", b"\xff\xfe\xfd\xfc")  # a placeholder symbol, and what replaces it
+MALFORMED_KINDS: Final = frozenset(
+    {"invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type"}
+)
+
+
+def _malformed_frame(kind: str, stream: Stream, encoding: Encoding, symbol: str, ts: int) -> bytes:
+    """One frame of ``kind`` (see :class:`~.chaos.ChaosSettings`), for a client of ``stream``
+    in ``encoding``; its one message names ``symbol`` at ``ts``. A NaN price is what each wire
+    can carry: a msgpack float64 NaN, and in JSON (which has no NaN) ``null``, what JSON
+    encoders (JavaScript's, msgspec's) write for it."""
+    module: Any = msgspec.json if encoding == "json" else msgspec.msgpack
+    if kind == "bad_json":  # (for msgpack: a frame that does not parse either)
+        return b'[{"T":"t","S":"AAPL","p":' if encoding == "json" else b"\x91\x87\xa1T\xa1t\xa1S"
+    if kind == "unknown_type":
+        return bytes(module.encode([{"T": "chaos_unknown", "S": symbol}]))
+    if kind not in MALFORMED_KINDS:
+        raise ValueError(f"unknown malformed kind {kind!r} (known: {sorted(MALFORMED_KINDS)})")
+    crypto = stream == "crypto"
+    trade = CryptoTrade if crypto else Trade
+    name = _BAD_UTF8[0].decode() if kind == "invalid_utf8" else symbol
+    good = _encoder("crypto" if crypto else "stocks", encoding).encode(
+        [trade(symbol=name, ts_event=ts, price=1.0, size=1)]
+    )
+    fields = module.decode(good)[0]  # a plain dict: drop or change a field
+    if kind == "missing_fields":
+        del fields["p"]
+    elif kind == "nan_price":
+        fields["p"] = float("nan")
+    frame = bytes(module.encode([fields]))
+    return frame.replace(*_BAD_UTF8) if kind == "invalid_utf8" else frame
 
 
 class _RequestError(Exception):
@@ -308,6 +345,14 @@ class StreamServer:
                 seen = self.chaos.restarts
                 for client in list(self._clients):
                     client.websocket.transport.close()  # no close frame: the server went away
+
+    def abort_connections(self) -> int:
+        """Abort every connection (a TCP reset, no close frame): what a crash looks like to the
+        clients. Cancel :meth:`run` too and the port stops listening. Returns how many."""
+        clients = list(self._clients)
+        for client in clients:
+            client.websocket.transport.abort()
+        return len(clients)
 
     # --- a connection -----------------------------------------------------------------------
 
@@ -483,9 +528,13 @@ class StreamServer:
         for fault, every in (
             ("garbage", settings.garbage_every),
             ("oversized", settings.oversized_every),
+            ("malformed", settings.malformed_every),
         ):
             if chaos.every(every, client.frames + 1):
                 client.frames += 1
+                if fault == "malformed":
+                    await self._send_malformed(client, messages[0])
+                    continue
                 chaos.count(fault)
                 await client.send_frame(
                     _fault_frame(fault, client.encoding, settings.oversized_bytes)
@@ -505,6 +554,31 @@ class StreamServer:
             client.stalled = True
             client.websocket.transport.pause_reading()  # pings go unanswered too: half-open
         return True
+
+    async def _send_malformed(self, client: _Client, example: Any) -> None:
+        """One frame of the next malformed kind (counted as ``malformed_<kind>``); an invalid
+        UTF-8 one goes out as a text frame whatever the encoding (the library's ``send`` would
+        encode a str, so it is written through the protocol)."""
+        kinds = self.chaos.settings.malformed_kinds
+        if not kinds:
+            return
+        kind = kinds[client.malformed % len(kinds)]
+        client.malformed += 1
+        symbol = getattr(example, "symbol", "AAPL")
+        ts = getattr(example, "ts_event", self.market.now_ns())
+        try:
+            frame = _malformed_frame(kind, client.stream, client.encoding, symbol, ts)
+        except ValueError as exc:
+            self.chaos.count("malformed_unknown_kind")
+            _log.error("chaos_bad_malformed_kind", kind=kind, error=str(exc))
+            return
+        self.chaos.count(f"malformed_{kind}")
+        if kind == "invalid_utf8":
+            websocket = client.websocket
+            async with websocket.send_context():
+                websocket.protocol.send_text(frame)
+        else:
+            await client.send_frame(frame)
 
     # --- bar history (REST) -----------------------------------------------------------------
 

@@ -15,8 +15,9 @@ Alpaca ``trade_updates``, Finnhub). Per connection:
 and, when ``silence_limit`` is set, a data watchdog: a feed that has sent no data message for
 that long while its market is open is treated as dead, even if it still answers pings.
 
-Between connections the feed waits an exponential, jittered, capped backoff that resets only
-once data flows again (at least the ~90 s reap window after a 406). A connection lost after data
+Between connections the feed waits a backoff (``backoff.py``): a short fast phase after a stream
+that carried data drops, then exponential, jittered and capped, reset only once data flows again
+(at least the ~90 s reap window after a 406). A connection lost after data
 flowed is reported as a :class:`FeedGap` (from the loss to the first new message) before that
 message is published; a ``fill_gap`` callback (the REST history) is awaited at that point, so
 what it fetches is published in order, before the live messages that follow the gap. Fatal errors
@@ -75,14 +76,20 @@ Publish = Callable[[list[Any]], Awaitable[None]]
 class WebsocketSettings(Struct, frozen=True, kw_only=True):
     url: str
     step_timeout: float = 5.0  # per handshake step; auth goes out well inside Alpaca's 10 s
-    ping_interval: float = 10.0
-    ping_timeout: float = 10.0
+    # Keepalive: a half-open connection (the peer gone without a FIN) is found within
+    # ping_interval + ping_timeout, 8 s here (the library's 20 + 20 would take up to 40 s).
+    ping_interval: float = 3.0
+    ping_timeout: float = 5.0
     max_size: int = 16 * 2**20  # news frames and subscription acks can be large
     queue: int = 4096  # raw frames between the reader and the decoder
     queue_bytes: int = 64 * 2**20  # and their bytes at most (a few huge news frames)
     batch: int = 64  # frames decoded per pass
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
+    # After a stream that carried data drops: this many retries 0.05-0.1 s apart (about 2 s)
+    # before the exponential backoff (a restarted server is back within a second or two).
+    backoff_fast: float = 0.1
+    backoff_fast_attempts: int = 25
     # Data watchdog: no data message for this many seconds while the market is open means the
     # connection is dead even if it answers pings (0 turns it off).
     silence_limit: float = 0.0
@@ -173,7 +180,13 @@ class WebsocketFeed:
         self._gap_at_ready = gap_at_ready
         self.session = session
         self.decoder = decoder
-        self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap, rng)
+        self.backoff = Backoff(
+            settings.backoff_initial,
+            settings.backoff_cap,
+            rng,
+            fast=settings.backoff_fast,
+            fast_attempts=settings.backoff_fast_attempts,
+        )
         self.stats = FeedStats()
         self._publish = publish
         self._headers = dict(headers or {})

@@ -5,6 +5,7 @@ tickd's own feed, warm-up and backfill, and a bare websocket client for the prot
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import threading
 import time
@@ -464,6 +465,39 @@ async def test_chaos_garbage_frames_are_counted_by_the_decoder_and_data_goes_on(
         )
     assert ex.chaos.injected["garbage"] >= 2
     assert the_feed.stats.connects == 1
+
+
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+async def test_chaos_malformed_payloads_come_kind_by_kind_and_the_feed_counts_each(
+    encoding: str,
+) -> None:
+    kinds = ("invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type")
+    sink = Sink()
+    async with exchange(ChaosSettings(malformed_every=2)) as ex:
+        the_feed = feed(ex.url, sink, encoding)
+
+        def counted() -> int:
+            return the_feed.stats.decode_errors + the_feed.decoder.stats.unknown
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(the_feed.run)
+            with anyio.fail_after(15):
+                while counted() < 2 * len(kinds):
+                    await anyio.sleep(0.02)
+                ex.chaos.update({"malformed_every": 0})
+                injected = {k: ex.chaos.injected.get(f"malformed_{k}", 0) for k in kinds}
+                while counted() < sum(injected.values()):  # what was in flight
+                    await anyio.sleep(0.02)
+                count = len(trades_of(sink))
+                while len(trades_of(sink)) <= count:  # and good data after
+                    await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+    assert all(n >= 2 for n in injected.values()), injected  # every kind, in turn
+    assert the_feed.stats.decode_errors == sum(injected.values()) - injected["unknown_type"]
+    assert the_feed.decoder.stats.unknown_types == {"chaos_unknown": injected["unknown_type"]}
+    assert the_feed.stats.connects == 1  # none of it cost the connection
+    # The NaN price (msgpack's float NaN, JSON's null) is refused by the codec, not published.
+    assert all(math.isfinite(t.price) for t in trades_of(sink))
 
 
 async def test_chaos_oversized_frames_break_a_client_with_a_smaller_limit() -> None:

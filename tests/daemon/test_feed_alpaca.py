@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import time
 from typing import Any
 
 import anyio
@@ -334,6 +335,23 @@ def test_backoff_doubles_with_full_jitter_up_to_the_cap_and_resets() -> None:
         Backoff(5.0, 1.0)
 
 
+def test_backoff_retries_fast_after_data_flowed_then_doubles_with_jitter() -> None:
+    backoff = Backoff(1.0, 8.0, random.Random(3), fast=0.1, fast_attempts=3, fast_after=0)
+    assert backoff.next_delay() <= 1.0 and backoff.attempts == 1  # start-up: no fast phase
+    backoff.reset()  # data flowed: the next drop is most likely a blip
+    fast = [backoff.next_delay() for _ in range(3)]
+    assert all(0.05 <= d <= 0.1 for d in fast) and len(set(fast)) == 3
+    assert backoff.attempts == 0
+    slow = [backoff.next_delay() for _ in range(4)]
+    assert all(0 <= d <= b for d, b in zip(slow, [1, 2, 4, 8], strict=True))
+    assert max(slow) > 0.1  # the fast phase is over
+    backoff.reset()
+    assert backoff.next_delay(at_least=90.0) == 90.0  # a 406's reap window still wins
+    assert Backoff(0.01, 1.0, fast=0.1, fast_attempts=2).fast == 0.01  # never above initial
+    with pytest.raises(ValueError, match="fast"):
+        Backoff(1.0, 2.0, fast=-1.0)
+
+
 async def test_a_gap_fill_that_fails_is_logged_and_the_live_data_goes_on() -> None:
     async def broken_fill(gap: FeedGap) -> list[Any]:
         raise RuntimeError("the history server is down in a way nobody expected")
@@ -409,3 +427,24 @@ async def test_a_message_sent_in_fragments_is_put_together_in_order() -> None:
         tg.cancel_scope.cancel()
     assert [t.price for t in sink.events] == [1.0, 2.0, 3.0, 4.0]
     assert feed.stats.decode_errors == 0
+
+
+def test_backoff_arms_the_fast_phase_only_once_data_has_flowed_a_while() -> None:
+    """A server that sends a message and drops us, over and over, is not retried ten times a
+    second for ever: the fast phase needs data flowing for ``fast_after`` seconds."""
+    backoff = Backoff(1.0, 8.0, random.Random(5), fast=0.1, fast_attempts=2, fast_after=3600)
+    for _ in range(5):  # one message per connection, then the drop
+        backoff.reset()
+        backoff.next_delay()
+        assert backoff.attempts == 1  # an exponential retry, not a fast one
+    flowing = Backoff(1.0, 8.0, random.Random(5), fast=0.1, fast_attempts=2, fast_after=0.05)
+    flowing.reset()
+    flowing.next_delay()
+    assert flowing.attempts == 1  # data for less than fast_after: not armed
+    flowing.reset()
+    time.sleep(0.06)
+    flowing.reset()  # data for longer than fast_after: armed
+    assert all(0.05 <= flowing.next_delay() <= 0.1 for _ in range(2))
+    assert flowing.attempts == 0  # fast retries are not exponential attempts
+    flowing.next_delay()
+    assert flowing.attempts == 1  # then exponential

@@ -19,6 +19,7 @@ exit status 78 (``EX_CONFIG``). Secrets are never printed: :func:`effective` mas
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ __all__ = [
 
 EX_CONFIG: Final = 78  # sysexits.h: configuration error
 ENV_PREFIX: Final = "TICKD_"
+_MAX_MESSAGE: Final = 400
 # (section, key) -> the conventional environment variable that may hold it.
 SECRETS: Final[dict[tuple[str, str], str]] = {
     ("alpaca", "key_id"): "APCA_API_KEY_ID",
@@ -231,6 +233,8 @@ class ConfigError(Exception):
     """The configuration cannot be used: ``path`` is the key at fault (``$.alpaca.feed``)."""
 
     def __init__(self, message: str, path: str = "") -> None:
+        if len(message) > _MAX_MESSAGE:  # it may quote a bad value, which can be megabytes
+            message = message[: _MAX_MESSAGE - 3] + "..."
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
 
@@ -249,6 +253,10 @@ def load(
             raise ConfigError(f"cannot read the config file: {exc.strerror}", str(path)) from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"not valid TOML: {exc}", str(path)) from exc
+        except RecursionError:  # tomllib recurses per level of nesting
+            raise ConfigError(
+                "not valid TOML: arrays or tables nested too deeply", str(path)
+            ) from None
     for name, value in environ.items():
         if name.startswith(ENV_PREFIX) and "__" in name:
             section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
@@ -268,6 +276,7 @@ def load(
         if not message:  # the top level
             message, where = str(exc), "$"
         raise ConfigError(message, where.rstrip("`")) from exc
+    _check_finite(config, "$")
     if config.finnhub.enabled and not (config.finnhub.symbols or config.symbols.stocks):
         raise ConfigError("no symbols to follow: set it or symbols.stocks", "$.finnhub.symbols")
     if config.newsapi.enabled and not (config.newsapi.terms or config.symbols.stocks):
@@ -281,6 +290,17 @@ def load(
         if getattr(runtime, low) > getattr(runtime, high):
             raise ConfigError(f"must not exceed runtime.{high}", f"$.runtime.{low}")
     return config
+
+
+def _check_finite(section: Struct, where: str) -> None:
+    """No ``inf`` (TOML's ``inf``, or ``1e400``): it would make a timeout, an interval or a limit
+    mean "never", and msgspec's bounds cannot say "finite"."""
+    for name in section.__struct_fields__:
+        value = getattr(section, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"must be a finite number, got {value}", f"{where}.{name}")
+        if isinstance(value, Struct):
+            _check_finite(value, f"{where}.{name}")
 
 
 def _check_trading(config: Config) -> None:
@@ -356,7 +376,7 @@ def missing_secrets(config: Config) -> list[tuple[str, str]]:
 def _env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # not a TOML value (or nested too deep)
         return text
 
 

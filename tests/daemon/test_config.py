@@ -134,6 +134,42 @@ def test_unreadable_or_broken_files_are_config_errors(tmp_path: Path) -> None:
         load(write(tmp_path, "[alpaca\n"), environ={})
 
 
+# Found by the fuzz run (bench/reliability/fuzz.py): each of these used to escape as a
+# RecursionError traceback, load as "never", or print a megabyte of the bad value.
+
+
+def test_deep_nesting_is_a_config_error_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    with pytest.raises(ConfigError, match="nested too deeply") as raised:
+        load(write(tmp_path, f"state_dir = {deep}\n"), environ={})
+    assert raised.value.path == str(tmp_path / "tickd.toml")
+    # From the environment, a value that is not TOML is text: here the wrong type, named.
+    with pytest.raises(ConfigError, match="Expected `array`") as raised:
+        load(None, environ={"TICKD_SYMBOLS__STOCKS": deep})
+    assert raised.value.path == "$.symbols.stocks"
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("[broker]\ntimeout = inf\n", "$.broker.timeout"),
+        ("[runtime]\nreconnect_initial = 1.0\nreconnect_cap = 1e400\n", "$.runtime.reconnect_cap"),
+        ("[alpaca]\nsilence_limit = inf\n", "$.alpaca.silence_limit"),
+    ],
+)
+def test_infinite_numbers_are_refused(tmp_path: Path, text: str, path: str) -> None:
+    with pytest.raises(ConfigError, match="must be a finite number, got inf") as raised:
+        load(write(tmp_path, text), environ={})
+    assert raised.value.path == path
+
+
+def test_an_error_quotes_only_the_start_of_a_huge_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(write(tmp_path, f'[alpaca]\nfeed = "{"x" * 100_000}"\n'), environ={})
+    assert raised.value.path == "$.alpaca.feed"
+    assert "Invalid enum value 'xxx" in str(raised.value) and len(str(raised.value)) < 500
+
+
 def test_the_feeds_configured_say_which_secrets_are_missing() -> None:
     environ = {"TICKD_SYMBOLS__STOCKS": '["AAPL"]', "TICKD_FINNHUB__ENABLED": "true"}
     config = load(None, environ=environ)

@@ -8,8 +8,12 @@ Every mailbox is bounded and says what happens when it is full:
 
 * ``block``: the sender waits (orders, order updates, trades: nothing may be lost);
 * ``conflate``: a newer message replaces the waiting one with the same key (quotes, status: only
-  the latest matters). A new key in a full mailbox pushes out the oldest waiting message. Both are
-  counted (``conflated``, ``dropped``) and logged: nothing is dropped silently.
+  the latest matters). A new key in a full mailbox pushes out the oldest waiting keyed message.
+  Both are counted (``conflated``, ``dropped``) and logged: nothing is dropped silently. A message
+  whose key is ``None`` (a trade, an order update, in a mailbox that also takes quotes) is never
+  conflated nor pushed out: it keeps its place in line and its sender waits for room, as with
+  ``block``. So a burst of quotes to a busy actor costs one waiting quote per key, not a queue
+  whose back-pressure reaches the feed, while nothing else it receives can be lost.
 
 A :class:`Supervisor` runs an actor and restarts it when it crashes, after an exponential backoff,
 until the actor crashes more than ``budget`` times within ``window`` seconds: then it raises
@@ -65,8 +69,9 @@ class MailboxStats(Struct, kw_only=True):
 class Mailbox(Generic[T]):
     """A bounded queue with a stated policy when full; one receiver, any number of senders.
 
-    ``key`` (conflate only) gives each message's key, e.g. its symbol. ``close()`` refuses new
-    messages (``anyio.ClosedResourceError``); the receiver still gets what is waiting, then
+    ``key`` (conflate only) gives each message's key, e.g. its symbol, or ``None`` for a message
+    that must not be conflated (see the module). ``close()`` refuses new messages
+    (``anyio.ClosedResourceError``); the receiver still gets what is waiting, then
     ``anyio.EndOfStream``.
     """
 
@@ -75,7 +80,7 @@ class Mailbox(Generic[T]):
         name: str,
         capacity: int,
         policy: Policy = "block",
-        key: Callable[[T], Hashable] | None = None,
+        key: Callable[[T], Hashable | None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox {name!r}: capacity must be at least 1, not {capacity}")
@@ -90,6 +95,8 @@ class Mailbox(Generic[T]):
         self._key = key
         self._queue: list[T] = []
         self._latest: OrderedDict[Hashable, T] = OrderedDict()
+        self._unkeyed = 0  # waiting messages with no key (they wait for room, never conflate)
+        self._places = 0  # their places in ``_latest``: (_UNKEYED, n) never equals a real key
         self._closed = False
         # Set only while someone waits: a send to a mailbox whose receiver is busy costs no
         # wake-up call (senders and receivers check again after every wake-up).
@@ -104,19 +111,26 @@ class Mailbox(Generic[T]):
         return self._closed
 
     async def send(self, message: T) -> None:
-        """Put ``message`` in; with ``block``, wait while the mailbox is full."""
-        while self._key is None and len(self._queue) >= self.capacity and not self._closed:
-            if self._writable is None:
-                self._writable = anyio.Event()
-            await self._writable.wait()
+        """Put ``message`` in; with ``block`` (or no key), wait while the mailbox is full."""
+        if self._key is None:
+            while len(self._queue) >= self.capacity and not self._closed:
+                await self._wait_writable()
+        elif self._unkeyed >= self.capacity and self._key(message) is None:
+            while self._unkeyed >= self.capacity and not self._closed:
+                await self._wait_writable()
         self.send_nowait(message)
+
+    async def _wait_writable(self) -> None:
+        if self._writable is None:
+            self._writable = anyio.Event()
+        await self._writable.wait()
 
     async def send_many(self, messages: list[T]) -> None:
         """Put ``messages`` in, in order: one wake-up for the receiver, not one per message.
         With ``block``, wait for room as often as needed (a part may be received meanwhile)."""
         if self._key is not None or self._closed:
             for message in messages:
-                self.send_nowait(message)  # conflating never waits; closed raises
+                await self.send(message)  # conflating waits only for room for no key
             return
         start, total = 0, len(messages)
         while start < total:
@@ -139,7 +153,7 @@ class Mailbox(Generic[T]):
 
     def send_nowait(self, message: T) -> None:
         """Put ``message`` in without waiting: ``anyio.WouldBlock`` if a blocking mailbox is full
-        (a conflating one never refuses)."""
+        (a conflating one refuses only a message with no key, when full of those)."""
         if self._closed:
             raise anyio.ClosedResourceError(f"mailbox {self.name!r} is closed")
         if self._key is None:
@@ -157,12 +171,20 @@ class Mailbox(Generic[T]):
     def _conflate(self, message: T) -> None:
         key = self._key(message)  # type: ignore[misc]
         latest = self._latest
+        if key is None:
+            if self._unkeyed >= self.capacity:
+                raise anyio.WouldBlock
+            self._places += 1
+            latest[_UNKEYED, self._places] = message
+            self._unkeyed += 1
+            return
         if key in latest:
             latest[key] = message  # keeps its place in line: a key is never starved
             self.stats.conflated += 1
             return
-        if len(latest) >= self.capacity:
-            old_key, _ = latest.popitem(last=False)
+        if len(latest) - self._unkeyed >= self.capacity:
+            old_key = next(k for k in latest if not _unkeyed(k))
+            del latest[old_key]
             self.stats.dropped += 1
             _log.warning("mailbox_full_dropped", mailbox=self.name, key=old_key)
         latest[key] = message
@@ -188,8 +210,13 @@ class Mailbox(Generic[T]):
             if len(latest) <= limit:
                 batch = list(latest.values())
                 latest.clear()
+                self._unkeyed = 0
             else:
-                batch = [latest.popitem(last=False)[1] for _ in range(limit)]
+                batch = []
+                for _ in range(limit):
+                    key, message = latest.popitem(last=False)
+                    self._unkeyed -= _unkeyed(key)
+                    batch.append(message)
         self.stats.received += len(batch)
         if self._writable is not None:
             self._writable.set()
@@ -203,6 +230,13 @@ class Mailbox(Generic[T]):
             if event is not None:
                 event.set()
         self._readable = self._writable = None
+
+
+_UNKEYED = object()  # marks the place of a message with no key in a conflating mailbox
+
+
+def _unkeyed(key: Hashable) -> bool:
+    return type(key) is tuple and len(key) == 2 and key[0] is _UNKEYED
 
 
 class Actor(Generic[T]):

@@ -20,9 +20,11 @@ from tickd.codecs.schema import (
     Bar,
     ChannelSets,
     CryptoBar,
+    CryptoQuote,
     CryptoTrade,
     News,
     OrderUpdate,
+    Quote,
     Trade,
 )
 from tickd.strategies.base import OrderIntent, Strategy
@@ -75,6 +77,16 @@ DEFAULT_INDICATORS: tuple[Spec, ...] = (
     Spec("rsi", {"timeperiod": 14}),
     Spec("atr", {"timeperiod": 14}),
 )
+
+
+_CONFLATED = frozenset({Quote, CryptoQuote})  # only the latest per symbol matters
+
+
+def _latest_quote(message: Any) -> tuple[type, str] | None:
+    """The strategy host's conflation key: a quote's kind and symbol; None (never conflated)
+    for everything else (the bank's batches, bars, news, order updates)."""
+    kind = type(message)
+    return (kind, message.symbol) if kind in _CONFLATED else None
 
 
 class App:
@@ -134,7 +146,9 @@ class App:
             self.bank = Bank(indicators, len(symbols))
             host: Mailbox[Any] | None = None
             if self.strategies:
-                host = Mailbox("strategies", runtime.mailbox_capacity)
+                # Quotes wait as the latest per symbol: a strategy busy on a burst of them must
+                # not hold up the bank's batches and order updates behind it (which block).
+                host = Mailbox("strategies", runtime.mailbox_capacity, "conflate", _latest_quote)
             self.indicators = IndicatorActor(
                 mailbox,
                 self.bank,

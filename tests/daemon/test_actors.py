@@ -125,6 +125,43 @@ async def test_a_new_key_in_a_full_conflating_mailbox_pushes_out_the_oldest_and_
     ]
 
 
+def quotes_only(message: Any) -> str | None:
+    return message.symbol if isinstance(message, Quote) else None
+
+
+async def test_a_message_with_no_key_is_kept_in_order_and_waits_for_room() -> None:
+    """Quotes conflate; the trades and order updates in the same mailbox (key None) are never
+    conflated nor pushed out: a full mailbox makes their sender wait (regression: the strategy
+    host's mailbox blocked on every quote, and a burst of them reached the feed's raw queue)."""
+    box: Mailbox[Any] = Mailbox("strategies", 2, "conflate", key=quotes_only)
+    box.send_nowait("trade 1")
+    box.send_nowait(quote("AAPL", 1.0))
+    box.send_nowait("trade 2")
+    for bid in (1.5, 2.0):
+        box.send_nowait(quote("AAPL", bid))  # conflated in its place, never refused
+    for symbol in ("MSFT", "NVDA", "AMD"):  # new keys past capacity push out keyed ones only
+        box.send_nowait(quote(symbol, 3.0))
+    with pytest.raises(anyio.WouldBlock):
+        box.send_nowait("trade 3")
+    assert box.stats.conflated == 2 and box.stats.dropped == 2
+    sent = anyio.Event()
+
+    async def sender() -> None:
+        await box.send_many(["trade 3", "trade 4"])
+        sent.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender)
+        await anyio.wait_all_tasks_blocked()
+        assert not sent.is_set()  # waits for room
+        first = await box.receive_batch(3)
+        await sent.wait()
+    assert [m if isinstance(m, str) else m.symbol for m in first] == ["trade 1", "trade 2", "NVDA"]
+    rest = await box.receive_batch(10)
+    assert [m if isinstance(m, str) else m.symbol for m in rest] == ["AMD", "trade 3", "trade 4"]
+    assert box.stats.sent == box.stats.received + box.stats.conflated + box.stats.dropped
+
+
 async def test_batches_take_what_is_waiting_up_to_the_limit() -> None:
     box: Mailbox[int] = Mailbox("m", 10)
     for i in range(7):

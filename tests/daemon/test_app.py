@@ -17,7 +17,7 @@ import anyio
 import pytest
 import structlog
 
-from tickd.codecs.schema import Bar, Trade
+from tickd.codecs.schema import Bar, Quote, Trade
 from tickd.daemon import cli
 from tickd.daemon.actors import Mailbox
 from tickd.daemon.app import DEFAULT_INDICATORS, App
@@ -391,3 +391,19 @@ async def test_open_orders_are_cancelled_at_the_stop_when_configured(tmp_path: P
     assert len(await app.broker.open_orders()) == 2
     assert await app.cancel_open_orders() == 2
     assert await app.broker.open_orders() == []
+
+
+@pytest.mark.anyio
+async def test_the_strategy_host_keeps_the_latest_quote_per_symbol_and_every_other_event(
+    tmp_path: Path,
+) -> None:
+    """Regression: the host's mailbox blocked on quotes, so a strategy busy on a burst of them
+    held up the bank and the feed until the raw queue dropped frames, trades included."""
+    app = _cancelling(tmp_path)
+    box = app.host.mailbox
+    quote = Quote(symbol="AAPL", ts_event=1, bid_price=1.0, bid_size=1, ask_price=1.1, ask_size=1)
+    others = [*bars("AAPL", [1.0, 2.0]), Trade(symbol="AAPL", ts_event=3, price=1.0, size=1)]
+    for event in (quote, others[0], quote, others[1], others[2], quote):
+        await box.send(event)
+    assert await box.receive_batch(10) == [quote, *others]
+    assert box.stats.conflated == 2

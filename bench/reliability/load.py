@@ -1,0 +1,696 @@
+"""Overload and soak: the daemon's real graph under a burst of 10x what it sustains, and for
+minutes at 20k msg/s with random disconnects.
+
+The graph is :class:`tickd.daemon.app.App` built from a configuration, as ``tickd run`` builds
+it: the Alpaca feed (stocks: trades, quotes, bars) -> bus -> indicator bank (fed by trades) ->
+strategy host (``ema_cross`` on bars) -> risk -> sim broker, order updates back through the bus.
+It runs in this process, so its mailboxes and counters can be read exactly; the market comes from
+a frame writer in a subprocess (``python -m bench.reliability.load`` prints ``PORT <n>``), so the
+RSS, file descriptors and tasks sampled here are the daemon's and the test runner's, never the
+generator's. The writer speaks Alpaca's msgpack handshake and then writes pre-built websocket
+frames of 10 messages (2 trades, 7 or 8 quotes, a bar in every tenth frame, 20 symbols) on a
+schedule of (rate, seconds) phases named in the URL's first path segment; it can also abort the
+connection (a TCP reset, no close frame) at exponentially distributed times.
+
+Overload. Left alone the graph decodes a few hundred thousand messages a second, more than a
+loopback writer offers, so the consumer is made the bottleneck on purpose, the way a real
+strategy is: a quote strategy (:class:`QuoteProbe`) that spends ``QUOTE_COST`` of CPU on every
+quote it sees and sends an order every ``ORDER_EVERY`` quotes. The *sustainable rate* is the
+highest offered rate at which the graph, with the host's quote conflation off, still handles
+every quote and ends within 0.5 s of the writer's last frame (steps of a fixed length, each on
+a fresh graph). The burst then offers 10x that rate for
+``burst`` seconds between two phases at the sustainable rate. What must hold: every trade sent
+reaches the bank (none dropped by the feed's raw queue), quotes seen + quotes conflated == quotes
+sent, every intent is approved or denied (counted) and every order update the broker published
+reaches the strategy, and the RSS grows by no more than the buffers' bound (see :func:`overload`).
+
+Soak. The same graph (the quote strategy without the CPU cost, an order about every 2 s;
+``ema_cross`` on one symbol) at 20k msg/s for ``seconds``, the writer resetting the connection
+every ``DROP_MEAN`` seconds on average and writing on the next connection what the reset kept
+from being written, so the average stays 20k msg/s. RSS, open file descriptors and asyncio tasks
+are sampled every second; after the warm-up, the RSS slope (least squares) must stay within 1 %
+of the RSS per 10 minutes, and the fds and tasks may not grow. Two known growths are kept small
+rather than hidden: the sim broker keeps every fill (``SimBroker._fills``, unbounded), and
+tracing keeps a decision that risk skips as already sent (up to its 10,000 cap), which the
+cycled frames make frequent for a strategy on every symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.harness import Row
+from bench.reliability.figures import figure
+from tickd.codecs.alpaca import AlpacaEncoder, SubscribeRequest, decode_client_message
+from tickd.codecs.schema import Bar, OrderUpdate, Quote, Subscription, Success, Trade
+from tickd.daemon.app import App
+from tickd.daemon.config import (
+    AlpacaConfig,
+    BrokerConfig,
+    Config,
+    LogConfig,
+    RiskConfig,
+    RuntimeConfig,
+    StrategyConfig,
+    SymbolsConfig,
+    TracingConfig,
+)
+from tickd.daemon.strategy_host import HostedStrategy
+from tickd.strategies.base import Context, IndicatorView, OrderIntent
+
+__all__ = ["QuoteProbe", "figures", "overload", "soak"]
+
+SYMBOLS = (
+    "AAPL",
+    "MSFT",
+    "AMZN",
+    "GOOG",
+    "META",
+    "NVDA",
+    "TSLA",
+    "AMD",
+    "INTC",
+    "NFLX",
+    "ORCL",
+    "CRM",
+    "ADBE",
+    "CSCO",
+    "QCOM",
+    "AVGO",
+    "TXN",
+    "IBM",
+    "UBER",
+    "SHOP",
+)
+FRAME = 10  # messages per frame
+TEMPLATES = 200  # distinct frames, cycled
+QUOTE_COST = 100e-6  # CPU seconds the overload's quote strategy spends per quote
+ORDER_EVERY = 200  # quotes between two of its orders
+MAX_LAG = 0.5  # seconds behind the writer at the end of a sustained step, at most
+SOAK_RATE = 20_000  # msg/s
+DROP_MEAN = 5.0  # seconds between two connection resets, on average (soak)
+SOAK_ORDER_EVERY = 2_000  # about 2 orders a second (see the module: the sim broker's fills)
+SLOPE_SHARE = 0.01  # |RSS slope| at most this share of the RSS per 10 minutes
+_HIGH_WATER = 1 << 20  # bytes buffered in the writer's transport before it waits (soak)
+# Unread bytes past which the writer drops a client that is not keeping up, as Alpaca does
+# (error 407, "slow client"), on top of what the kernel's socket buffers hold (overload).
+SLOW_CLIENT = 8 << 20
+
+
+# --- the market: pre-built frames ----------------------------------------------------------------
+
+
+def _websocket_frame(payload: bytes) -> bytes:
+    """One unmasked binary frame (server to client)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x82, size))
+    elif size < 1 << 16:
+        head = bytes((0x82, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, 127)) + size.to_bytes(8, "big")
+    return head + payload
+
+
+def templates() -> tuple[list[bytes], list[Counter[str]]]:
+    """The writer's frames (seeded, the same in every process) and each one's messages by kind.
+    A frame's quotes are for distinct symbols, so conflation only ever merges quotes of
+    different frames."""
+    rng = random.Random(7)
+    encoder = AlpacaEncoder("stocks", "msgpack")
+    start = time.time_ns() // 60_000_000_000 * 60_000_000_000 - 3_600_000_000_000
+    frames: list[bytes] = []
+    kinds: list[Counter[str]] = []
+    for i in range(TEMPLATES):
+        ts = start + i * 1_000_000
+        messages: list[Any] = []
+        for symbol in rng.sample(SYMBOLS, 2):
+            price = round(100 * (1 + rng.gauss(0, 0.002)), 2)
+            messages.append(
+                Trade(symbol=symbol, ts_event=ts, price=price, size=rng.randint(1, 500))
+            )
+        quoted = rng.sample(SYMBOLS, FRAME - 2 - (i % 10 == 0))
+        for symbol in quoted:
+            bid = round(100 * (1 + rng.gauss(0, 0.002)), 2)
+            messages.append(
+                Quote(
+                    symbol=symbol,
+                    ts_event=ts,
+                    bid_price=bid,
+                    bid_size=100,
+                    ask_price=round(bid + 0.01, 2),
+                    ask_size=100,
+                )
+            )
+        if i % 10 == 0:
+            bar_ts = start + i // 10 * 60_000_000_000
+            symbol = SYMBOLS[i // 10 % len(SYMBOLS)]
+            messages.append(
+                Bar(
+                    symbol=symbol,
+                    ts_event=bar_ts,
+                    open=100.0,
+                    high=100.5,
+                    low=99.5,
+                    close=100.1,
+                    volume=1_000,
+                )
+            )
+        frames.append(_websocket_frame(encoder.encode(messages)))
+        kinds.append(Counter(type(m).__name__ for m in messages))
+    return frames, kinds
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the writer does on each connection: ``phases`` of (msg/s, seconds); with ``loop``
+    it repeats them until the connection ends; ``drop`` > 0 resets the connection after an
+    exponentially distributed time of that mean (seconds)."""
+
+    phases: tuple[tuple[float, float], ...]
+    drop: float = 0.0
+    loop: bool = False
+    seed: int = 1
+
+    def token(self) -> str:
+        """The URL path segment naming this schedule."""
+        phases = "_".join(f"{rate:g}x{seconds:g}" for rate, seconds in self.phases)
+        return f"p{phases}-d{self.drop:g}-l{int(self.loop)}-s{self.seed}"
+
+    @classmethod
+    def parse(cls, token: str) -> Schedule:
+        phases, drop, loop, seed = token.split("-")
+        pairs = (p.split("x") for p in phases[1:].split("_"))
+        return cls(
+            tuple((float(r), float(s)) for r, s in pairs),
+            float(drop[1:]),
+            loop == "l1",
+            int(seed[1:]),
+        )
+
+    def frames(self) -> list[int]:
+        """Frames written per phase (one pass)."""
+        return [round(rate * seconds / FRAME) for rate, seconds in self.phases]
+
+    def sent(self, kinds: list[Counter[str]]) -> Counter[str]:
+        """Messages by kind that one pass writes."""
+        total: Counter[str] = Counter()
+        per_pass = sum(kinds, Counter())
+        count = sum(self.frames())
+        whole, rest = divmod(count, TEMPLATES)
+        for kind, n in per_pass.items():
+            total[kind] = n * whole
+        for i in range(rest):
+            total.update(kinds[i])
+        return total
+
+
+# --- the writer (its own process) ----------------------------------------------------------------
+
+
+_PACE: dict[str, list[float]] = {}  # looping schedule -> [origin, frames written], all connections
+_DROPPED: set[str] = set()  # one-pass schedules whose client was dropped as slow: nothing more
+
+
+async def _write(websocket: Any, frames: list[bytes], schedule: Schedule) -> None:
+    """Write the schedule's frames at their rates. A looping schedule (one phase) is paced
+    across connections: what a reset kept from being written goes out on the next one."""
+    transport = websocket.transport
+    if schedule.loop:
+        rate = schedule.phases[0][0]
+        pace = _PACE.setdefault(schedule.token(), [time.perf_counter(), 0])
+        phases = [(pace, rate, math.inf)]
+    else:
+        phases = [
+            ([time.perf_counter(), 0], rate, count)
+            for (rate, _), count in zip(schedule.phases, schedule.frames(), strict=True)
+        ]
+    offset = 0
+    for pace, rate, count in phases:
+        interval = FRAME / rate
+        while pace[1] < count:
+            done = int(pace[1])
+            due = min(count, int((time.perf_counter() - pace[0]) / interval) + 1, done + 512)
+            chunk = b"".join(frames[(offset + i) % TEMPLATES] for i in range(done, int(due)))
+            try:
+                transport.write(chunk)
+            except RuntimeError:  # the client closed its side (write_eof): this connection is done
+                return
+            pace[1] = due
+            if not schedule.loop and transport.get_write_buffer_size() > SLOW_CLIENT:
+                _DROPPED.add(schedule.token())
+                transport.abort()  # what it had not read is lost, as a slow client's is
+                return
+            while transport.get_write_buffer_size() > _HIGH_WATER and not transport.is_closing():
+                await asyncio.sleep(0.0002)
+            if transport.is_closing():
+                return
+            await asyncio.sleep(max(0.0, pace[0] + due * interval - time.perf_counter()))
+        offset += int(count)
+
+
+async def _handler(websocket: Any, frames: list[bytes]) -> None:
+    schedule = Schedule.parse(websocket.request.path.strip("/").split("/")[0])
+    encoder = AlpacaEncoder("stocks", "msgpack")
+    await websocket.send(encoder.encode([Success(msg="connected")]))
+    await websocket.recv()  # auth: any key will do
+    await websocket.send(encoder.encode([Success(msg="authenticated")]))
+    request = decode_client_message(await websocket.recv(), "msgpack")
+    if not isinstance(request, SubscribeRequest):
+        raise ValueError(f"expected a subscription, got {request!r}")
+    ack = Subscription(
+        trades=request.trades or (), quotes=request.quotes or (), bars=request.bars or ()
+    )
+    await websocket.send(encoder.encode([ack]))
+    await asyncio.sleep(0.05)  # the client's handlers are in place
+    if schedule.token() in _DROPPED:
+        await websocket.wait_closed()
+        return
+    writing = asyncio.ensure_future(_write(websocket, frames, schedule))
+    if schedule.drop > 0:
+        rng = random.Random(schedule.seed ^ id(websocket))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writing), rng.expovariate(1 / schedule.drop))
+        if not writing.done():
+            websocket.transport.abort()  # a reset: no close frame
+    await writing
+    await websocket.wait_closed()
+
+
+async def _serve() -> None:
+    from websockets.asyncio.server import serve
+
+    frames, _ = templates()
+    async with serve(
+        lambda ws: _handler(ws, frames),
+        "127.0.0.1",
+        0,
+        compression=None,
+        ping_interval=None,
+        max_size=2**20,
+    ) as server:
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Future()
+
+
+@contextlib.contextmanager
+def _writer() -> Iterator[str]:
+    """The frame writer's base URL (``ws://127.0.0.1:<port>``), for as long as the block runs."""
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.reliability.load"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the frame writer did not start: {line!r}")
+        yield f"ws://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --- the daemon under load -----------------------------------------------------------------------
+
+
+class QuoteProbe:
+    """A strategy on quotes: ``cost`` seconds of CPU per quote (the deliberate bottleneck), an
+    order every ``order_every`` quotes (buying when flat or short, selling when long), and a
+    count of what reaches it."""
+
+    def __init__(self, symbols: Sequence[str], cost: float, order_every: int) -> None:
+        self.name = "quotes"
+        self.symbols = tuple(symbols)
+        self.indicators = ()
+        self.events = frozenset({Quote, OrderUpdate})
+        self.cost_ns = round(cost * 1e9)
+        self.order_every = order_every
+        self.quotes = 0
+        self.updates = 0
+        self.intents = 0
+
+    def on_event(
+        self, event: Any, view: IndicatorView | None, context: Context
+    ) -> Sequence[OrderIntent]:
+        if type(event) is OrderUpdate:
+            self.updates += 1
+            return ()
+        self.quotes += 1
+        if self.cost_ns:
+            until = time.perf_counter_ns() + self.cost_ns
+            while time.perf_counter_ns() < until:
+                pass
+        if self.quotes % self.order_every:
+            return ()
+        self.intents += 1
+        held = context.position(event.symbol) + context.working(event.symbol)
+        return (
+            OrderIntent(
+                strategy=self.name,
+                symbol=event.symbol,
+                side="sell" if held > 0 else "buy",
+                qty=Decimal(1),
+                event_id=f"probe-{self.intents}",
+                ts_event=event.ts_event,
+                ts_recv=event.ts_recv,
+            ),
+        )
+
+
+def _config(base: str, schedule: Schedule, directory: str, trend: tuple[str, ...]) -> Config:
+    return Config(
+        state_dir=directory,
+        alpaca=AlpacaConfig(
+            key_id="load-key",
+            secret_key="load-secret",
+            feed="test",  # no REST history behind the writer: no backfill
+            stream_url=f"{base}/{schedule.token()}",
+            stock_channels=("trades", "quotes", "bars"),
+            silence_limit=0.0,
+            backfill=False,
+        ),
+        symbols=SymbolsConfig(stocks=SYMBOLS),
+        runtime=RuntimeConfig(bank_input="trades", reconnect_initial=0.05, reconnect_cap=0.5),
+        risk=RiskConfig(
+            trading_hours="always",
+            max_orders_per_minute=100_000,
+            max_order_notional=1e9,
+            max_gross_exposure=1e9,
+            max_daily_loss=1e9,
+        ),
+        broker=BrokerConfig(kind="sim"),
+        strategies=(StrategyConfig(kind="ema_cross", name="trend", symbols=trend),),
+        tracing=TracingConfig(exporter="none"),
+        log=LogConfig(summary_interval=0.0),
+    )
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@dataclass
+class Run:
+    """What one run of the graph saw. ``samples``: (seconds since start, RSS kB, fds, tasks)."""
+
+    sent: Counter[str]
+    trades_banked: int = 0
+    quotes_seen: int = 0
+    quotes_conflated: int = 0
+    quotes_dropped: int = 0
+    frames_dropped: int = 0
+    decode_errors: int = 0
+    messages: int = 0
+    connects: int = 0
+    gaps: int = 0
+    intents: int = 0
+    decided: int = 0  # approved + denied + repeated by risk
+    approved: int = 0
+    denied: Counter[str] = field(default_factory=Counter)  # by risk rule
+    repeated: int = 0  # a decision already sent (one order)
+    submitted: int = 0  # reached the sim broker
+    updates_published: int = 0
+    updates_seen: int = 0
+    seconds: float = 0.0
+    ready_at: float = 0.0  # seconds from the start to the daemon's READY
+    lag: float = 0.0  # seconds from the writer's last frame to the end of its handling
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    published: list[tuple[float, int]] = field(default_factory=list)  # (seconds, feed messages)
+
+
+async def _run(
+    base: str,
+    schedule: Schedule,
+    probe: QuoteProbe,
+    *,
+    seconds: float | None = None,
+    every: float = 0.1,
+    conflate: bool = True,
+    trend: tuple[str, ...] = SYMBOLS,
+) -> Run:
+    """Build the graph, connect it to the writer on ``schedule``, and run until every message
+    of one pass is handled (or for ``seconds``, for a looping schedule); then stop it. Without
+    ``conflate`` the strategy host's mailbox keys nothing, so it holds every quote (as
+    ``block``): what the strategy handles one by one."""
+    _, kinds = templates()
+    run = Run(sent=schedule.sent(kinds))
+    with tempfile.TemporaryDirectory() as directory:
+        app = App(_config(base, schedule, directory, trend))
+        app.host.hosted.append(HostedStrategy(probe, app.bank, SYMBOLS))
+        for kind in probe.events:
+            app.bus.subscribe(app.host.mailbox, kind)
+        if not conflate:
+            app.host.mailbox._key = lambda _: None
+        feed = app.feeds[0]
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+
+        async def sample() -> None:
+            while True:
+                now = time.perf_counter() - start
+                run.samples.append((now, _rss_kib(), _fds(), len(asyncio.all_tasks(loop))))
+                run.published.append((now, feed.stats.messages))
+                await anyio.sleep(every)
+
+        def settled() -> bool:
+            """Everything handled, or the writer dropped the daemon as a slow client."""
+            expected_frames = sum(schedule.frames())
+            handled = feed.stats.frames + feed.stats.dropped_frames
+            quiet = not any(len(a.mailbox) or a.current for a in app.actors)
+            return quiet and (handled >= expected_frames or feed.stats.connects > 1)
+
+        sampling = anyio.CancelScope()
+
+        async def sampler() -> None:
+            with sampling:
+                await sample()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sampler)
+            await tasks.start(app.run)
+            run.ready_at = time.perf_counter() - start
+            if seconds is not None:
+                await anyio.sleep(seconds)
+            else:
+                total = sum(s for _, s in schedule.phases)
+                with anyio.move_on_after(total + 30):
+                    while not settled():
+                        await anyio.sleep(0.01)
+                    # Lag: from the writer's last frame (its schedule, after the handshake and
+                    # its 50 ms pause) to the end of the handling.
+                    handled = time.perf_counter() - start
+                    run.lag = handled - run.ready_at - 0.05 - total
+                    await anyio.sleep(0.2)  # the order updates of the last fills
+                    while not settled():
+                        await anyio.sleep(0.05)
+            run.seconds = time.perf_counter() - start
+            app.stop()  # the ordered shutdown: app.run drains every mailbox and returns
+            sampling.cancel()
+        stats = feed.stats
+        run.trades_banked = app.indicators.mailbox.stats.received
+        run.quotes_seen = probe.quotes
+        run.quotes_conflated = app.host.mailbox.stats.conflated
+        run.quotes_dropped = app.host.mailbox.stats.dropped
+        run.frames_dropped = stats.dropped_frames
+        run.decode_errors = stats.decode_errors
+        run.messages = stats.messages
+        run.connects = stats.connects
+        run.gaps = stats.gaps
+        run.intents = app.host.intents
+        engine = app.risk
+        run.approved = engine.approved
+        run.denied, run.repeated = Counter(engine.denied), app.risk_actor.repeated
+        run.decided = engine.approved + sum(run.denied.values()) + run.repeated
+        run.submitted = app.broker.stats.submitted if hasattr(app.broker, "stats") else 0
+        run.updates_published = app.bus.published["OrderUpdate"]
+        run.updates_seen = probe.updates
+    return run
+
+
+# --- the scenarios -------------------------------------------------------------------------------
+
+
+async def sustainable_rate(base: str, steps: Sequence[float], seconds: float) -> float:
+    """The highest of ``steps`` (msg/s, rising) at which the graph keeps pace with conflation
+    off: the quote strategy sees every quote, nothing is lost, and the last message is handled
+    within ``MAX_LAG`` of being sent; each step on a fresh graph. Raises if even the first
+    step is too much."""
+    best = 0.0
+    for rate in steps:
+        probe = QuoteProbe(SYMBOLS, QUOTE_COST, ORDER_EVERY)
+        run = await _run(base, Schedule(((rate, seconds),)), probe, conflate=False)
+        if run.lag > MAX_LAG or run.connects > 1 or run.quotes_seen < run.sent["Quote"]:
+            break
+        best = rate
+    if not best:
+        raise RuntimeError(f"not even {steps[0]:g} msg/s is sustained")
+    return best
+
+
+def _buffers_mib(queue_frames: int, frame_bytes: float, mailboxes: int, capacity: int) -> float:
+    """The graph's buffers at capacity: the feed's raw queue full of frames (bytes plus about
+    200 B of frame object and stamp each) and every blocking mailbox full of decoded events
+    (about 300 B each: the struct, its strings' share and the list slot)."""
+    return (queue_frames * (frame_bytes + 200) + mailboxes * capacity * 300) / 2**20
+
+
+async def overload(quick: bool) -> list[Row]:
+    """A burst of 10x the sustainable rate between two phases at that rate (see the module)."""
+    steps = (4_000, 6_000, 8_000, 10_000, 12_000, 14_000, 16_000, 20_000, 24_000)
+    step_seconds, burst, calm = (1.5, 3.0, 2.0) if quick else (3.0, 10.0, 3.0)
+    with _writer() as base:
+        rate = await sustainable_rate(base, steps, step_seconds)
+        schedule = Schedule(((rate, calm), (10 * rate, burst), (rate, calm)))
+        probe = QuoteProbe(SYMBOLS, QUOTE_COST, ORDER_EVERY)
+        run = await _run(base, schedule, probe)
+    frames, _ = templates()
+    frame_bytes = sum(map(len, frames)) / len(frames)
+    bound = _buffers_mib(4096, frame_bytes, 4, 10_000) + 32  # + arenas the allocator keeps
+    calm_end = run.ready_at + 0.05 + calm
+    before = [rss for t, rss, _, _ in run.samples if run.ready_at < t <= calm_end]
+    during = [rss for t, rss, _, _ in run.samples if t > calm_end]
+    growth = (max(during) - sorted(before)[len(before) // 2]) / 1024
+    window = [(t, n) for t, n in run.published if calm_end <= t <= calm_end + burst]
+    received = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+    sent = run.sent
+    return [
+        figure("overload: sustainable rate (quote strategy keeps pace)", rate, "msg/s"),
+        figure("overload: offered in the burst (10x)", 10 * rate, "msg/s"),
+        figure("overload: published by the feed during the burst", round(received), "msg/s"),
+        figure(
+            "overload: peak RSS growth in and after the burst",
+            round(growth, 1),
+            "MiB",
+            "<=",
+            round(bound),
+        ),
+        figure("overload: quotes conflated", run.quotes_conflated, "quotes", ">", 0),
+        figure(
+            "overload: quotes neither seen nor counted as conflated",
+            sent["Quote"] - run.quotes_seen - run.quotes_conflated - run.quotes_dropped,
+            "quotes",
+            "==",
+            0,
+        ),
+        figure(
+            "overload: trades lost (sent - banked)",
+            sent["Trade"] - run.trades_banked,
+            "trades",
+            "==",
+            0,
+        ),
+        figure(
+            "overload: frames dropped by the feed's raw queue",
+            run.frames_dropped,
+            "frames",
+            "==",
+            0,
+        ),
+        figure(
+            "overload: orders lost (intents not decided + approved not at the broker)",
+            run.intents - run.decided + run.approved - run.submitted,
+            "orders",
+            "==",
+            0,
+        ),
+        figure(
+            "overload: order updates lost (published - seen)",
+            run.updates_published - run.updates_seen,
+            "updates",
+            "==",
+            0,
+        ),
+    ]
+
+
+async def soak(seconds: float, warm_up: float) -> list[Row]:
+    """``seconds`` at ``SOAK_RATE`` with resets every ``DROP_MEAN`` s on average; the
+    figures from the samples after ``warm_up`` (see the module)."""
+    schedule = Schedule(((SOAK_RATE, 1.0),), drop=DROP_MEAN, loop=True)
+    with _writer() as base:
+        probe = QuoteProbe(SYMBOLS, 0.0, SOAK_ORDER_EVERY)
+        run = await _run(base, schedule, probe, seconds=seconds, every=1.0, trend=SYMBOLS[:1])
+    after = [s for s in run.samples if s[0] >= warm_up]
+    times = [t / 60 for t, _, _, _ in after]
+    rss = [float(r) for _, r, _, _ in after]
+    slope = _slope(times, rss)  # kB per minute
+    bound = SLOPE_SHARE * statistics.fmean(rss) / 10
+    third = max(1, len(after) // 3)
+    fds = [f for _, _, f, _ in after]
+    tasks = [n for _, _, _, n in after]
+    busy = run.seconds - run.ready_at
+    return [
+        figure("soak: duration", round(run.seconds), "s"),
+        figure("soak: messages handled", run.messages, "msg"),
+        figure(
+            "soak: rate achieved (reconnects included)",
+            round(run.messages / busy),
+            "msg/s",
+            ">=",
+            0.97 * SOAK_RATE,
+        ),
+        figure("soak: reconnects", run.connects - 1, "reconnects", ">", 0),
+        figure("soak: gaps reported", run.gaps, "gaps"),
+        figure("soak: RSS after warm-up, mean", round(statistics.fmean(rss) / 1024, 1), "MiB"),
+        figure(
+            "soak: |RSS slope| after warm-up", round(abs(slope), 1), "kB/min", "<=", round(bound, 1)
+        ),
+        figure(
+            "soak: fd growth after warm-up", max(fds[-third:]) - max(fds[:third]), "fds", "<=", 0
+        ),
+        figure(
+            "soak: task growth after warm-up",
+            max(tasks[-third:]) - max(tasks[:third]),
+            "tasks",
+            "<=",
+            0,
+        ),
+    ]
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of ``ys`` over ``xs``."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+
+
+def figures(quick: bool) -> list[Row]:
+    """Overload, then soak: CI size with ``quick`` (about a minute), else the published size."""
+    rows = anyio.run(overload, quick)
+    seconds, warm_up = (30.0, 10.0) if quick else (600.0, 60.0)
+    return rows + anyio.run(soak, seconds, warm_up)
+
+
+if __name__ == "__main__":  # the frame writer (see the module)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve())

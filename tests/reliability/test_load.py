@@ -1,0 +1,55 @@
+"""Overload and soak (bench/reliability/load.py) at CI size: the daemon's graph in this process,
+the market from a frame writer in its own process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import pytest
+
+from bench.harness import Row
+from bench.reliability import load
+
+pytestmark = pytest.mark.anyio
+
+Figures = Callable[[Iterable[Row]], None]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the scenarios count asyncio tasks
+
+
+def _value(rows: list[Row], prefix: str) -> float:
+    (row,) = [r for r in rows if r.metric.startswith(prefix)]
+    return row.value
+
+
+async def test_a_burst_of_ten_times_the_sustainable_rate_conflates_quotes_and_loses_nothing_else(
+    figures: Figures,
+) -> None:
+    rows = await load.overload(quick=True)
+    figures(rows)
+    assert _value(rows, "overload: offered") == 10 * _value(rows, "overload: sustainable")
+    assert _value(rows, "overload: quotes conflated") > 0
+
+
+async def test_conflation_off_the_same_burst_gets_the_daemon_dropped_as_a_slow_client() -> None:
+    """The control: the burst is a real overload. With every quote held (the host's mailbox
+    as it was, blocking), the strategy falls behind and the writer drops the daemon, losing
+    trades; with conflation (the test above) nothing but quotes is merged."""
+    rate = 6_000  # msg/s: about what the first test measures as sustainable
+    with load._writer() as base:
+        schedule = load.Schedule(((rate, 1.0), (10 * rate, 3.0)))
+        probe = load.QuoteProbe(load.SYMBOLS, load.QUOTE_COST, load.ORDER_EVERY)
+        run = await load._run(base, schedule, probe, conflate=False)
+    assert run.quotes_conflated == 0
+    assert run.trades_banked < run.sent["Trade"]  # the slow client's unread frames are lost
+
+
+async def test_a_soak_with_random_disconnects_holds_memory_tasks_and_descriptors(
+    figures: Figures,
+) -> None:
+    rows = await load.soak(seconds=30.0, warm_up=10.0)
+    figures(rows)
+    assert _value(rows, "soak: reconnects") >= 1

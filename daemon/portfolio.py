@@ -100,8 +100,8 @@ class Portfolio:
 
     def working(self, symbol: str) -> Decimal:
         """Signed quantity of the orders sent and not done, and of the decisions risk has still
-        to judge."""
-        total = sum((o.signed_qty for o in self.orders.values() if o.symbol == symbol), ZERO)
+        to judge (a strategy must not decide the same move twice)."""
+        total = self.committed(symbol)
         if self.intended:
             total += sum((q for s, q in self.intended.values() if s == symbol), ZERO)
         return total
@@ -118,15 +118,20 @@ class Portfolio:
 
     # --- what risk reads ----------------------------------------------------------------------
 
+    def committed(self, symbol: str) -> Decimal:
+        """Signed quantity of the orders approved and not done (not the decisions still to be
+        judged: risk judges each against what is held and approved, not against decisions it
+        may yet deny)."""
+        return sum((o.signed_qty for o in self.orders.values() if o.symbol == symbol), ZERO)
+
     def exposure(self, symbol: str) -> Decimal:
-        """Signed quantity held plus working: where the symbol ends if every order fills."""
-        return self.position(symbol) + self.working(symbol)
+        """Signed quantity held plus approved orders: where the symbol ends if they all fill."""
+        return self.position(symbol) + self.committed(symbol)
 
     def gross_exposure(self, extra: tuple[str, Decimal, Decimal] | None = None) -> Decimal:
         """Sum over symbols of |held + working| x mark; ``extra`` (symbol, signed qty, price)
         adds an order under consideration."""
         symbols = set(self.positions) | {o.symbol for o in self.orders.values()}
-        symbols.update(symbol for symbol, _ in self.intended.values())
         if extra is not None:
             symbols.add(extra[0])
         total = ZERO

@@ -296,6 +296,8 @@ class RiskActor(Actor[Any]):
         coid = client_order_id(self.salt, intent.strategy, intent.event_id, intent.symbol)
         if coid in self._sent:
             self.repeated += 1  # the same decision again (a replayed event): one order
+            if tracing is not None:
+                tracing.forget(intent)
             return
         reason = self.engine.check(intent)
         if tracing is not None:

@@ -130,6 +130,16 @@ class StrategyHost(Actor[Any]):
         while self._paused():  # reconciling: decide on the state the venue confirms, after
             await anyio.sleep(0.01)
         intents: list[OrderIntent] = []
+        try:
+            await self._decide(batch, intents)
+        except BaseException:
+            # Not passed on (a crash, a cancellation): they will never be judged, so they must
+            # stop counting as working, or their strategies would wait on them for ever.
+            for intent in intents:
+                self.context.settle(intent)
+            raise
+
+    async def _decide(self, batch: list[Any], intents: list[OrderIntent]) -> None:
         started = time_ns() if self.tracing is not None else 0
         groups: list[tuple[list[Any], tuple[int, int] | None]] = []  # for tracing
         others: list[Any] = []  # what came without a bank call
@@ -219,7 +229,7 @@ class StrategyHost(Actor[Any]):
         strategy, tracing = hosted.strategy, self.tracing
         started = time_ns() if tracing is not None else 0
         try:
-            decided = method(*args, self.context)
+            decided = list(method(*args, self.context))  # a generator raises while read
         except Exception:
             self.errors[strategy.name] += 1
             _log.exception("strategy_error", strategy=strategy.name, on=repr(event)[:300])

@@ -310,6 +310,11 @@ class Tracing:
         span = _span_id(order.trace_id, "submit", client_order_id)
         return {"trace_id": f"{order.trace_id:032x}", "span_id": f"{span:016x}"}
 
+    def forget(self, intent: OrderIntent) -> None:
+        """Risk dropped ``intent`` unjudged (the same decision again: one order): its chain ends
+        here, and its stamps must not wait for a judgement that never comes."""
+        self._decisions.pop((intent.strategy, intent.event_id, intent.symbol), None)
+
     def risk(
         self,
         intent: OrderIntent,

@@ -84,7 +84,8 @@ class SimBroker:
         self._open: dict[str, list[_Working]] = {}
         self._recent: dict[str, deque[Any]] = {}
         self._positions: dict[str, Decimal] = {}
-        self._fills: list[Fill] = []
+        # The latest fills, for a reconciliation's look back (a long dry run must not keep all).
+        self._fills: deque[Fill] = deque(maxlen=10_000)
         self._slip = Decimal(repr(settings.slippage_bps)) / 10_000
         self._per_share = Decimal(repr(settings.fee_per_share))
         self._rate = Decimal(repr(settings.fee_rate))

@@ -328,3 +328,45 @@ def test_a_halt_holds_across_a_restart_on_another_day(tmp_path: Path) -> None:
 
     anyio.run(start)
     assert (tomorrow.state, tomorrow.reason) == (RiskState.HALTED, "until I say so")
+
+
+@pytest.mark.anyio
+async def test_risk_judges_against_approved_orders_not_decisions_it_has_yet_to_judge() -> None:
+    """Intents on their way count as working for strategies (no move decided twice), never for
+    risk: another strategy's sell still in the mailbox must not turn a flatten into a 'new
+    short' under REDUCING."""
+    sent: list[Any] = []
+
+    async def send(items: list[Any]) -> None:
+        sent.extend(items)
+
+    risk = engine()
+    risk.portfolio.apply(fill("buy", "10", "100"))
+    risk.set_state(RiskState.REDUCING, "operator says", "operator")
+    flatten = intent("sell", "10", event_id="Bar:AAPL:7")
+    other = msgspec.structs.replace(intent("sell", "5", event_id="Bar:AAPL:7"), strategy="t")
+    for decided in (flatten, other):
+        risk.portfolio.intend(decided)
+    assert risk.portfolio.working("AAPL") == -15  # what the strategies see
+    actor = RiskActor(Mailbox("risk", 10), risk, "salt" * 8, send)
+    await actor.handle([flatten, other])
+    assert [request.intent for request in sent] == [flatten]  # the second would cross zero
+    assert not risk.portfolio.intended  # both judged
+    assert risk.portfolio.working("AAPL") == -10
+
+
+@pytest.mark.anyio
+async def test_a_risk_batch_cut_short_stops_counting_its_intents() -> None:
+    async def send(items: list[Any]) -> None:
+        raise RuntimeError("the broker's mailbox is gone")
+
+    risk = engine()
+    first, second = intent(qty="1", event_id="Bar:AAPL:1"), intent(qty="1", event_id="Bar:AAPL:2")
+    for decided in (first, second):
+        risk.portfolio.intend(decided)
+    actor = RiskActor(Mailbox("risk", 10), risk, "salt" * 8, send)
+    actor.current = [first, second]
+    with pytest.raises(RuntimeError):
+        await actor.handle(actor.current)
+    await actor.on_stop()  # what the actor's run does after the crash
+    assert not risk.portfolio.intended  # the second was never judged, and no longer counts

@@ -303,3 +303,31 @@ async def test_a_decision_counts_as_working_before_risk_judges_it(chunks: list[i
     assert portfolio.working("AAPL") == 1  # intended, not yet judged
     portfolio.settle(sent[0])  # risk judged it (and denied it, say): the strategy may decide again
     assert portfolio.working("AAPL") == 0 and not portfolio.intended
+
+
+@pytest.mark.anyio
+async def test_intents_never_passed_on_stop_counting_as_working() -> None:
+    """A host that crashes before its intents reach risk (here: the send fails) must not leave
+    them counted as working, or the strategy would never decide that move again."""
+    failing = True
+
+    async def send(items: list[Any]) -> None:
+        if failing:
+            raise RuntimeError("risk's mailbox is closed")
+
+    bank = Bank((SMA,), len(SYMBOLS), capacity=8)
+    box: Mailbox[Any] = Mailbox("strategies", 100)
+    indicators = IndicatorActor(Mailbox("i", 100), bank, SYMBOLS, _discard, deliver=box.send_many)
+    host = StrategyHost(box, [Target()], bank, SYMBOLS, Portfolio(), send)
+    await indicators.handle(bars({"AAPL": [101, 102, 103, 104]}))
+    with pytest.raises(RuntimeError):
+        await host.handle(await box.receive_batch(100))
+    assert host.context.working("AAPL") == 0 and not host.context.intended
+    failing = False
+    await indicators.handle(bars({"AAPL": [101, 102, 103, 104, 105]})[-1:])
+    await host.handle(await box.receive_batch(100))
+    assert host.context.working("AAPL") == 1  # decided again, and passed on this time
+
+
+async def _discard(items: list[Any]) -> None:
+    pass

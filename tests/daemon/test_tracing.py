@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import structlog
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -16,8 +17,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tickd.codecs.schema import Bar, Order, OrderUpdate
 from tickd.daemon import cli
+from tickd.daemon.actors import Mailbox
 from tickd.daemon.app import App
-from tickd.daemon.config import TracingConfig, load
+from tickd.daemon.clock import ManualClock
+from tickd.daemon.config import RiskConfig, TracingConfig, load
+from tickd.daemon.portfolio import Portfolio
+from tickd.daemon.risk import RiskActor, RiskEngine
 from tickd.daemon.trace_command import chain
 from tickd.daemon.trace_export import JsonLinesSpanExporter, SpanRecord, read_spans
 from tickd.daemon.tracing import Tracing, trace_ids
@@ -355,3 +360,30 @@ def test_an_error_span_keeps_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     tracing.submitted("tickd-1", 140, error=f"fate unknown: HTTPError: 500 for key {secret}")
     [submit] = [s for s in exporter.get_finished_spans() if s.name == "submit"]
     assert submit.status.description == "fate unknown: HTTPError: 500 for key ***"
+
+
+@pytest.mark.anyio
+async def test_a_repeated_decision_risk_drops_leaves_no_stamps_behind() -> None:
+    """The same decision twice (a replayed event) is one order: risk drops the second unjudged,
+    and tracing must not keep its stamps waiting for ever (a long run grew by megabytes)."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingConfig(), "salt", SimpleSpanProcessor(exporter))
+    sent: list[Any] = []
+
+    async def send(items: list[Any]) -> None:
+        sent.extend(items)
+
+    portfolio = Portfolio()
+    portfolio.mark("AAPL", 100.0)
+    engine = RiskEngine(
+        msgspec.convert({"trading_hours": "always"}, RiskConfig), portfolio, ["AAPL"], [],
+        ManualClock(START),
+    )  # fmt: skip
+    actor = RiskActor(Mailbox("risk", 10), engine, "salt" * 8, send, tracing=tracing)
+    bar = Bar(symbol="AAPL", ts_event=START, ts_recv=100, open=1, high=1, low=1, close=1, volume=1)
+    intent = _intent(bar)
+    for _ in range(2):
+        tracing.decided([intent], bar, (110, 120), 130, 140, links=[])
+        await actor.handle([intent])
+    assert len(sent) == 1 and actor.repeated == 1
+    assert not tracing._decisions

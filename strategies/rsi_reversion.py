@@ -12,7 +12,10 @@ Configuration (``kind = "rsi_reversion"``)::
     bb_dev = 2.0     band width in (population) standard deviations, both bands
     qty = 1          shares (or coins) per symbol: the size of the position it aims at
     allow_short = false
-    order_type = "market"   or "limit": a limit order at the bar's close
+    order_type = "market"   or "limit": a limit order at the bar's close ...
+    limit_offset = 0.0      ... or, above 0, a passive one that far from it (a fraction of
+                            the close, below 1): a buy below the close, a sell above it,
+                            which rests at the venue until the market comes to it
     time_in_force = "day"
 
 The rule, per symbol, on each bar once RSI and the bands have values (no decision during
@@ -36,7 +39,7 @@ position reverses it in one order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from tickd.codecs.schema import Bar, CryptoBar
@@ -64,6 +67,7 @@ class RsiReversion:
         qty: Decimal | int | float | str = Decimal(1),
         allow_short: bool = False,
         order_type: OrderType = "market",
+        limit_offset: float = 0.0,
         time_in_force: TimeInForce = "day",
     ) -> None:
         self.name = targets.strategy_name(name)
@@ -88,6 +92,11 @@ class RsiReversion:
         self.qty = targets.quantity(qty)
         self.allow_short = targets.flag(allow_short, "allow_short")
         self.order_type = targets.order_type(order_type)
+        self.limit_offset = targets.number(limit_offset, "limit_offset", low=0.0, high=1.0)
+        if not self.limit_offset < 1.0:
+            raise ValueError(f"limit_offset must be below 1, got {limit_offset}")
+        if self.limit_offset and self.order_type != "limit":
+            raise ValueError(f'limit_offset needs order_type = "limit", not {order_type!r}')
         self.time_in_force = targets.time_in_force(time_in_force)
         self.rsi = Spec("rsi", {"timeperiod": self.rsi_period})
         self.bbands = Spec(
@@ -103,7 +112,8 @@ class RsiReversion:
             f"rsi_period={self.rsi_period}, oversold={self.oversold:g}, "
             f"exit_level={self.exit_level:g}, overbought={self.overbought:g}, "
             f"bb_period={self.bb_period}, bb_dev={self.bb_dev:g}, qty={self.qty}, "
-            f"allow_short={self.allow_short}, order_type={self.order_type!r})"
+            f"allow_short={self.allow_short}, order_type={self.order_type!r}, "
+            f"limit_offset={self.limit_offset:g})"
         )
 
     def decide(
@@ -133,6 +143,17 @@ class RsiReversion:
                 return Decimal(0), f"exit short: close {close:.6g} < middle band {middle:.6g}"
         return None
 
+    def limit_price(self, close: float, buying: bool) -> Decimal:
+        """The close, or with ``limit_offset`` a passive price: below it to buy, above it to
+        sell, rounded away from the market to the venue's tick (a cent, 0.0001 below $1)."""
+        if not self.limit_offset:
+            return targets.price(close)
+        tick = Decimal("0.01") if close >= 1 else Decimal("0.0001")
+        away = 1 - self.limit_offset if buying else 1 + self.limit_offset
+        return (targets.price(close * away) / tick).to_integral_value(
+            ROUND_FLOOR if buying else ROUND_CEILING
+        ) * tick
+
     def on_event(
         self, event: Any, view: IndicatorView | None, context: Context
     ) -> Sequence[OrderIntent]:
@@ -151,7 +172,10 @@ class RsiReversion:
         if decision is None:
             return ()
         target, reason = decision
-        limit = self.order_type == "limit"
+        limit = None
+        if self.order_type == "limit":
+            buying = target > targets.exposure(context, symbol)
+            limit = self.limit_price(close, buying)
         return targets.toward(
             target,
             strategy=self.name,
@@ -160,6 +184,6 @@ class RsiReversion:
             context=context,
             reason=reason,
             type=self.order_type,
-            limit_price=targets.price(close) if limit else None,
+            limit_price=limit,
             time_in_force=self.time_in_force,
         )

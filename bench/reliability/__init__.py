@@ -10,8 +10,11 @@ small sizes and assert the targets.
 from __future__ import annotations
 
 import importlib
+import sys
 
 from bench.harness import Config, Report, benchmark
+from tickd.daemon import logs
+from tickd.daemon.config import LogConfig
 
 # Imported when the benchmark runs, not when the package is: a test that needs one scenario
 # module (or ``figures``) does not load them all.
@@ -21,6 +24,9 @@ _SCENARIOS = ("feeds", "orders", "fuzz", "load")
 @benchmark("reliability", "chaos, fuzz, restart, overload and soak figures against their targets")
 def run(config: Config) -> Report:
     report = Report(packages=("websockets", "alpaca-py", "msgspec", "anyio"))
+    # The in-process daemon parts log every decision and reconnect at info: warnings and errors
+    # (the faults' traces) go to stderr, the table to stdout.
+    logs.configure(LogConfig(level="warning", format="console"), stream=sys.stderr)
     for name in _SCENARIOS:
         scenario = importlib.import_module(f"{__name__}.{name}")
         report.rows += scenario.figures(config.quick)

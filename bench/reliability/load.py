@@ -29,10 +29,9 @@ Soak. The same graph (the quote strategy without the CPU cost, an order about ev
 every ``DROP_MEAN`` seconds on average and writing on the next connection what the reset kept
 from being written, so the average stays 20k msg/s. RSS, open file descriptors and asyncio tasks
 are sampled every second; after the warm-up, the RSS slope (least squares) must stay within 1 %
-of the RSS per 10 minutes, and the fds and tasks may not grow. Two known growths are kept small
-rather than hidden: the sim broker keeps every fill (``SimBroker._fills``, unbounded), and
-tracing keeps a decision that risk skips as already sent (up to its 10,000 cap), which the
-cycled frames make frequent for a strategy on every symbol.
+of the RSS per 10 minutes, and the fds and tasks may not grow. (The soak found two growths, both
+fixed: the sim broker kept every fill, and tracing kept the stamps of a decision risk skipped as
+already sent, which the writer's cycled frames make frequent.)
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import anyio
 import requests
+import structlog.testing
 
 from bench.harness import Row
 from bench.reliability.figures import figure, percentile
@@ -48,7 +49,14 @@ from tickd.daemon.portfolio import Portfolio
 from tickd.daemon.risk import RiskActor, RiskEngine, RiskState
 from tickd.strategies.base import OrderIntent
 
-__all__ = ["AmbiguousRun", "ambiguous_submits", "figures", "venue_positions"]
+__all__ = [
+    "AmbiguousRun",
+    "ambiguous_submits",
+    "figures",
+    "kill_switch",
+    "restart_trials",
+    "venue_positions",
+]
 
 KEY: Final = "PKRELIABILITY0001"
 SECRET: Final = "reliability-secret"
@@ -79,14 +87,6 @@ def venue_positions(engine: MatchingEngine) -> dict[str, Decimal]:
     return {p.symbol: p.qty for p in engine.positions() if p.qty}
 
 
-def duplicates(orders: Sequence[Any], intended: set[str]) -> int:
-    """Orders beyond the first under one client order id, plus orders no intent asked for."""
-    counts = Counter(o.client_order_id for o in orders)
-    return sum(n - 1 for n in counts.values()) + sum(
-        n for cid, n in counts.items() if cid not in intended
-    )
-
-
 def mismatches(local: dict[str, Decimal], venue: dict[str, Decimal]) -> int:
     """Symbols whose signed quantity differs between two views (flat counts as absent)."""
     return sum(1 for s in set(local) | set(venue) if local.get(s, 0) != venue.get(s, 0))
@@ -98,14 +98,17 @@ def mismatches(local: dict[str, Decimal], venue: dict[str, Decimal]) -> int:
 @dataclass
 class AmbiguousRun:
     intents: int
-    faults: dict[str, int]  # injected by the venue, by kind
+    faults: dict[str, int]  # submission attempts that met a fault, by kind
     venue_orders: int
     filled: int  # of those, filled (each moved a position both sides must agree on)
-    duplicates: int
+    foreign: int  # venue orders under a client order id no intent produced
+    unlike: int  # venue orders whose symbol, side, type or quantity differ from their intent
+    off_target: int  # symbols whose venue position is not the sum of the intents
+    refused_repeats: int  # the venue's 422 "client_order_id must be unique" (it guarding us)
     unresolved: int  # intents the daemon neither placed nor saw refused
     missing: int  # intents with no order at the venue
     stream_mismatches: int  # positions the stream alone got wrong, before the final reconcile
-    mismatches: int  # positions differing from the venue's after reconciliation
+    corrected: list[str]  # what the final reconciliation found different (and corrected)
     broker: dict[str, int]  # the adapter's counters
     seconds: float
 
@@ -114,14 +117,27 @@ class AmbiguousRun:
         name = "ambiguous submits"
         return [
             figure(
-                f"{name}: faults injected",
+                f"{name}: submission attempts that met a fault",
                 faults,
-                "faults",
+                "attempts",
                 ">=",
                 1000 if self.intents >= 1000 else 100,
             ),
             figure(f"{name}: intents", self.intents, "intents"),
-            figure(f"{name}: duplicate orders at the venue", self.duplicates, "orders", "==", 0),
+            figure(f"{name}: venue orders no intent produced", self.foreign, "orders", "==", 0),
+            figure(f"{name}: venue orders unlike their intent", self.unlike, "orders", "==", 0),
+            figure(
+                f"{name}: positions other than the intents' sum",
+                self.off_target,
+                "symbols",
+                "==",
+                0,
+            ),
+            figure(
+                f"{name}: repeated client order ids the venue refused (422)",
+                self.refused_repeats,
+                "refusals",
+            ),
             figure(f"{name}: intents with an unresolved fate", self.unresolved, "intents", "==", 0),
             figure(f"{name}: intents missing at the venue", self.missing, "intents", "==", 0),
             figure(
@@ -132,9 +148,9 @@ class AmbiguousRun:
                 0,
             ),
             figure(
-                f"{name}: position mismatches after reconciliation",
-                self.mismatches,
-                "symbols",
+                f"{name}: differences the final reconciliation corrected",
+                len(self.corrected),
+                "differences",
                 "==",
                 0,
             ),
@@ -264,28 +280,43 @@ async def ambiguous_submits(
     ``timeout`` is the adapter's: each unanswered submission costs that long."""
     started = anyio.current_time()
     wanted = _intents(intents, seed)
-    async with _rig(seed, timeout=timeout, workers=batch) as rig:
-        exchange, actor = rig.exchange, rig.actor
-        exchange.chaos.update(dict(SUBMIT_FAULTS))
-        for at in range(0, len(wanted), batch):
-            await rig.decide(list(wanted[at : at + batch]))
-        exchange.chaos.update(dict.fromkeys(SUBMIT_FAULTS, 0))
-        stream_mismatches = await rig.settle()
-        await actor.reconcile("the run is over")
-        after = mismatches(_local(rig.portfolio), venue_positions(exchange.engine))
-        orders = exchange.engine.orders()
-    coids = {_coid(i) for i in wanted}
+    with structlog.testing.capture_logs() as logs:
+        async with _rig(seed, timeout=timeout, workers=batch) as rig:
+            exchange, actor = rig.exchange, rig.actor
+            exchange.chaos.update(dict(SUBMIT_FAULTS))
+            for at in range(0, len(wanted), batch):
+                await rig.decide(list(wanted[at : at + batch]))
+            exchange.chaos.update(dict.fromkeys(SUBMIT_FAULTS, 0))
+            stream_mismatches = await rig.settle()
+            await actor.reconcile("the run is over")
+            corrected = list(actor.differences)
+            orders = exchange.engine.orders()
+            held = venue_positions(exchange.engine)
+    by_coid = {_coid(i): i for i in wanted}
+    intended: dict[str, Decimal] = {}
+    for intent in wanted:
+        intended[intent.symbol] = intended.get(intent.symbol, Decimal(0)) + intent.signed_qty
     stats = rig.broker.stats
     return AmbiguousRun(
         intents=intents,
         faults=dict(exchange.chaos.injected),
         venue_orders=len(orders),
         filled=sum(1 for o in orders if o.status == "filled"),
-        duplicates=duplicates(orders, coids),
+        foreign=sum(1 for o in orders if o.client_order_id not in by_coid),
+        unlike=sum(
+            1
+            for o in orders
+            if (i := by_coid.get(o.client_order_id)) is not None
+            and (o.symbol, o.side, o.order_type, o.qty) != (i.symbol, i.side, i.type, i.qty)
+        ),
+        off_target=mismatches({s: q for s, q in intended.items() if q}, held),
+        refused_repeats=sum(
+            1 for e in logs if e["event"] == "order_submit_failed" and e.get("kind") == "duplicate"
+        ),
         unresolved=intents - actor.sent - actor.failed["rejected"],
-        missing=len(coids - {o.client_order_id for o in orders}),
+        missing=len(set(by_coid) - {o.client_order_id for o in orders}),
         stream_mismatches=stream_mismatches,
-        mismatches=after,
+        corrected=corrected,
         broker={
             "timeouts": stats.timeouts,
             "retries": stats.retries,
@@ -297,17 +328,30 @@ async def ambiguous_submits(
     )
 
 
-# --- 2. kill -9 of the daemon with orders in flight, then a restart ------------------------------
+# --- 2. kill -9 of the daemon with orders resting at the venue, then a restart -----------------
 
 
 @dataclass
 class RestartRun:
     trials: int
     ready_seconds: list[float]  # spawn of the restarted daemon -> its ``daemon_ready``
-    kills_in_flight: int  # kills while a submission the venue kept was still unanswered
+    kills_with_open_orders: int  # kills while orders of the daemon rested at the venue
+    kills_in_flight: int  # ... and while a submission the venue kept was still unanswered
+    open_at_kills: int  # orders open at the venue right after the kills
+    restored: int  # of those, still open at the restart and taken as working by the daemon
+    not_restored: int  # open at the venue at the restart, not working in the daemon (target 0)
+    phantoms: int  # working in the restarted daemon, not open at the venue at the kill (0)
+    restored_filled: int  # restored orders that later filled while the stream was up
+    unexplained: int  # position differences at the next reconciliation no missed fill explains
+    corrected: int  # differences that reconciliation corrected (fills missed while dropped)
+    resubmitted: int  # submissions, after a restart, of orders an earlier run had submitted
+    refused_repeats: int  # the venue's 422 "client_order_id must be unique"
     venue_orders: int
-    duplicates: int
-    mismatches: int  # positions the restarted daemon got wrong, at a later reconciliation
+    undecided: int  # venue orders whose client order id no logged decision produced
+    over_target: int  # looks at a symbol whose venue exposure was beyond +-qty
+    halted_open: int  # orders open at the venue when ``tickd halt`` took effect
+    halted_cancelled: int  # ... that the daemon's stop (on_stop = "cancel") cancelled
+    left_open: int  # orders of the daemon open at the venue after that stop
     faults: int  # kills, plus the venue's unanswered submissions
 
     def rows(self) -> list[Row]:
@@ -320,18 +364,99 @@ class RestartRun:
             figure(
                 f"{name}: restart -> ready, max", round(max(self.ready_seconds), 2), "s", "<=", 60
             ),
-            figure(f"{name}: kills with a submission in flight", self.kills_in_flight, "kills"),
-            figure(f"{name}: orders at the venue", self.venue_orders, "orders"),
-            figure(f"{name}: duplicate orders at the venue", self.duplicates, "orders", "==", 0),
             figure(
-                f"{name}: position mismatches after reconciliation",
-                self.mismatches,
+                f"{name}: kills with orders resting at the venue",
+                self.kills_with_open_orders,
+                "kills",
+                ">=",
+                self.trials,
+            ),
+            figure(f"{name}: kills with a submission in flight", self.kills_in_flight, "kills"),
+            figure(f"{name}: orders open at the venue at the kills", self.open_at_kills, "orders"),
+            figure(f"{name}: open orders restored as working", self.restored, "orders"),
+            figure(
+                f"{name}: open orders the restart did not restore",
+                self.not_restored,
+                "orders",
+                "==",
+                0,
+            ),
+            figure(
+                f"{name}: working orders the venue did not have open",
+                self.phantoms,
+                "orders",
+                "==",
+                0,
+            ),
+            figure(f"{name}: restored orders filled later", self.restored_filled, "orders"),
+            figure(
+                f"{name}: position differences no missed fill explains",
+                self.unexplained,
                 "symbols",
                 "==",
                 0,
             ),
+            figure(
+                f"{name}: differences reconciliation corrected (stream dropped)",
+                self.corrected,
+                "differences",
+            ),
+            figure(
+                f"{name}: orders submitted again after a restart",
+                self.resubmitted,
+                "orders",
+                "==",
+                0,
+            ),
+            figure(
+                f"{name}: repeated client order ids the venue refused (422)",
+                self.refused_repeats,
+                "refusals",
+            ),
+            figure(f"{name}: orders at the venue", self.venue_orders, "orders"),
+            figure(
+                f"{name}: venue orders no logged decision produced",
+                self.undecided,
+                "orders",
+                "==",
+                0,
+            ),
+            figure(
+                f"{name}: venue exposure beyond the strategy's target",
+                self.over_target,
+                "looks",
+                "==",
+                0,
+            ),
             figure(f"{name}: faults injected", self.faults, "faults"),
+            figure(
+                "kill switch (tickd run): orders open when halted, then stopped",
+                self.halted_open,
+                "orders",
+                ">=",
+                1,
+            ),
+            figure(
+                "kill switch (tickd run): cancelled by the stop while halted",
+                self.halted_cancelled,
+                "orders",
+            ),
+            figure(
+                "kill switch (tickd run): orders left open after the stop",
+                self.left_open,
+                "orders",
+                "==",
+                0,
+            ),
         ]
+
+
+QTY: Final = 1  # the restart strategy's size: its exposure per symbol stays within +-QTY
+OPEN: Final = frozenset({"new", "accepted", "pending_new", "partially_filled"})
+# The adapter's and the broker actor's lines that mean a submission of the order they name.
+SUBMITTING: Final = frozenset(
+    {"order_submitted", "order_submit_failed", "order_found", "order_sent", "order_fate_unknown"}
+)
 
 
 def _tickd() -> str:
@@ -351,6 +476,8 @@ def _env(work: Path) -> dict[str, str]:
 
 
 def _daemon_config(urls: dict[str, str], work: Path) -> Path:
+    """RSI reversion on 2- and 3-bar indicators with loose thresholds (it decides often),
+    passive limit orders 0.2 % from the close that rest at the venue, cancelled at a stop."""
     path = work / "tickd.toml"
     path.write_text(
         f"""state_dir = "{work / "state"}"
@@ -369,8 +496,8 @@ stocks = ["AAPL", "MSFT", "NVDA"]
 [broker]
 kind = "alpaca"
 trading_url = "{urls["trading_url"]}"
-timeout = 2.0
-on_stop = "keep"
+timeout = 0.5
+on_stop = "cancel"
 
 [risk]
 trading_hours = "always"
@@ -383,8 +510,10 @@ format = "json"
 exporter = "none"
 
 [[strategies]]
-kind = "ema_cross"
-params = {{ fast = 2, slow = 3, qty = 1, allow_short = true }}
+kind = "rsi_reversion"
+params = {{ rsi_period = 2, oversold = 35, exit_level = 50, overbought = 65, bb_period = 3, \
+bb_dev = 1.0, qty = {QTY}, allow_short = true, order_type = "limit", limit_offset = 0.002, \
+time_in_force = "gtc" }}
 """,
         encoding="utf-8",
     )
@@ -427,21 +556,51 @@ class _Venue:
                 return found
             after = page[-1]["submitted_at"]
 
-    def positions(self) -> dict[str, Decimal]:
-        return {p["symbol"]: Decimal(p["qty"]) for p in self.get("/v2/positions")}
+    def open(self) -> set[str]:
+        """The client order ids of the orders open now."""
+        return {o["client_order_id"] for o in self.get("/v2/orders", status="open", limit=500)}
+
+
+def _exposure(orders: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Position plus open orders per symbol, signed, from one list of orders: each order
+    counts once, whether it is open or filled when listed (no race with a fill between two
+    requests)."""
+    found: dict[str, Decimal] = {}
+    for o in orders:
+        live = Decimal(o["qty"]) if o["status"] in OPEN else Decimal(o["filled_qty"] or 0)
+        signed = live if o["side"] == "buy" else -live
+        found[o["symbol"]] = found.get(o["symbol"], Decimal(0)) + signed
+    return found
+
+
+def _over_target(orders: list[dict[str, Any]]) -> int:
+    return sum(1 for q in _exposure(orders).values() if abs(q) > QTY)
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
-    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    """The log's JSON lines; a last line still being written (no newline yet) or any line that
+    does not parse is skipped."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    events = []
+    for line in text.splitlines(keepends=True):
+        if not (line.startswith("{") and line.endswith("\n")):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
-def _wait_for(log: Path, predicate: Any, timeout: float) -> dict[str, Any]:
+def _wait_for(log: Path, predicate: Any, timeout: float, skip: int = 0) -> dict[str, Any]:
+    """The first event after the first ``skip`` that ``predicate`` accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in _events(log):
-            if predicate(event):
-                return event
+        found = [e for e in _events(log) if predicate(e)]
+        if len(found) > skip:
+            return found[skip]
         time.sleep(0.05)
     raise TimeoutError(f"no such log line in {timeout} s: {log}")
 
@@ -463,23 +622,104 @@ def _ready(process: subprocess.Popen[bytes], log: Path, spawned: float) -> float
     try:
         _wait_for(log, lambda e: e.get("event") == "daemon_ready", 120)
     except TimeoutError:
-        process.kill()
         raise AssertionError(log.read_text()[-4000:]) from None
     return time.monotonic() - spawned
 
 
+def _end(process: subprocess.Popen[bytes], graceful: float) -> None:
+    """SIGTERM, and after ``graceful`` seconds SIGKILL; always reaped."""
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(graceful)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _until(check: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _submitted(log: Path) -> set[str]:
+    return {
+        str(e["client_order_id"])
+        for e in _events(log)
+        if e.get("event") in SUBMITTING and "client_order_id" in e
+    }
+
+
+def _reconciliation(
+    log: Path, why: str, skip: int = 0, timeout: float = 60
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``skip``-th reconciliation for ``why`` once logged, and its differences (logged just
+    before it: one reconciliation at a time)."""
+    _wait_for(log, lambda e: e.get("event") == "reconciled" and e.get("why") == why, timeout, skip)
+    seen, lines = 0, []
+    for event in _events(log):
+        if event.get("event") == "reconcile_difference" and event.get("why") == why:
+            lines.append(str(event.get("difference", "")))
+        elif event.get("event") == "reconciled" and event.get("why") == why:
+            if seen == skip:
+                return event, lines
+            seen, lines = seen + 1, []
+    raise AssertionError("unreachable: the line was found above")
+
+
+_POSITION = re.compile(r"position (\S+): venue (\S+), local (\S+)")
+_MISSED = re.compile(r"fill \S+ \((buy|sell) (\S+) (\S+) at \S+\): missed by the stream")
+
+
+def _unexplained(differences: list[str]) -> int:
+    """Symbols whose position difference is not the sum of the fills the stream missed (a fill
+    applied twice, or one the stream delivered and the daemon dropped)."""
+    missed: dict[str, Decimal] = {}
+    for line in differences:
+        if m := _MISSED.match(line):
+            qty = Decimal(m[2]) if m[1] == "buy" else -Decimal(m[2])
+            missed[m[3]] = missed.get(m[3], Decimal(0)) + qty
+    return sum(
+        1
+        for line in differences
+        if (m := _POSITION.match(line))
+        and Decimal(m[2]) - Decimal(m[3]) != missed.get(m[1], Decimal(0))
+    )
+
+
+def _decided(logs: list[Path], salt: str) -> set[str]:
+    """The client order ids of every decision the daemon logged (``strategy_decided``)."""
+    return {
+        client_order_id(salt, str(e["strategy"]), str(e["event_id"]), str(e["symbol"]))
+        for log in logs
+        for e in _events(log)
+        if e.get("event") == "strategy_decided"
+    }
+
+
 def restart_trials(work: Path, trials: int, *, seed: int = 5) -> RestartRun:
-    """``trials`` times: SIGKILL a ``tickd run`` subprocess right after the venue kept an order
-    it did not answer (every 2nd submission), restart it on the same state directory, time it
-    to ready, then make the venue drop the ``trade_updates`` stream: the reconciliation that
-    follows compares the restarted daemon's positions with the venue's."""
+    """``trials`` times: once orders of a ``tickd run`` subprocess rest at the venue (passive
+    limits) and, if it comes within 10 s, a submission the venue kept is unanswered (every 5th),
+    SIGKILL it; restart it on the same state directory, time it to ready, and compare what it
+    took as working with what the venue had open. Then wait for a restored order to fill while
+    the stream is up and drop the ``trade_updates`` stream: the reconciliation that follows
+    must find no position difference other than the fills it missed while dropped. At the end,
+    ``tickd halt`` and a stop (on_stop = "cancel") must leave nothing open at the venue."""
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     command = [
         _tickd(),
         "fake-exchange",
         "--speed",
-        "600",
+        "120",
         "--symbols",
         "AAPL,MSFT,NVDA",
         "--key",
@@ -489,67 +729,115 @@ def restart_trials(work: Path, trials: int, *, seed: int = 5) -> RestartRun:
         "--seed",
         str(seed),
         "--submit-timeout-every",
-        "2",
+        "5",
     ]
+    ready_seconds: list[float] = []
+    kills_open = kills_in_flight = open_at_kills = restored = not_restored = phantoms = 0
+    restored_filled = unexplained = corrected = resubmitted = over_target = 0
+    logs: list[Path] = []
     exchange = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(work)
     )
-    ready_seconds: list[float] = []
-    kills_in_flight = mismatched = 0
-    process: subprocess.Popen[bytes] | None = None
     try:
         assert exchange.stdout is not None
         urls = json.loads(exchange.stdout.readline())
         venue = _Venue(urls)
         config = _daemon_config(urls, work)
         process, log, spawned = _spawn(config, work, 0)
-        _ready(process, log, spawned)
-        for trial in range(1, trials + 1):
-            held = venue.held()
-            deadline = time.monotonic() + 60
-            while venue.held() == held and time.monotonic() < deadline:
-                time.sleep(0.02)
-            kills_in_flight += venue.held() > held
-            time.sleep(rng.uniform(0, 0.5))  # somewhere within the 2 s the broker waits
-            process.send_signal(signal.SIGKILL)
-            process.wait(10)
-            process, log, spawned = _spawn(config, work, trial)
-            ready_seconds.append(_ready(process, log, spawned))
-            time.sleep(1.0)  # trading again
-            requests.post(venue.url + "/_chaos", json={"restart_for": 0.3}, timeout=10)
-            event = _wait_for(
+        logs.append(log)
+        try:
+            _ready(process, log, spawned)
+            for trial in range(1, trials + 1):
+                held = venue.held()
+                kills_open += _until(lambda: bool(venue.open()), 60)
+                kills_in_flight += _until(lambda: venue.held() > held, 10)  # noqa: B023
+                time.sleep(rng.uniform(0, 0.3))
+                process.send_signal(signal.SIGKILL)
+                process.wait(10)
+                orders = venue.orders()
+                over_target += _over_target(orders)
+                at_kill = {o["client_order_id"] for o in orders if o["status"] in OPEN}
+                open_at_kills += len(at_kill)
+                before = set().union(*(_submitted(x) for x in logs))
+
+                process, log, spawned = _spawn(config, work, trial)
+                logs.append(log)
+                ready_seconds.append(_ready(process, log, spawned))
+                started, _ = _reconciliation(log, "start")
+                working = set(started.get("working", ()))
+                still = venue.open()  # a restored order may have filled since: not counted
+                restored += len(working & at_kill)
+                not_restored += len((at_kill - working) & still)
+                phantoms += len(working - at_kill)
+
+                # A restored order fills while the stream is up (the market comes to it), then
+                # the stream drops: the reconciliation says whether the stream applied it once.
+                if working and _until(lambda: bool(working - venue.open()), 20):  # noqa: B023
+                    restored_filled += len(working - venue.open())
+                time.sleep(0.5)  # the stream delivers it
+                why = "trade_updates reconnected"
+                done = sum(
+                    1
+                    for e in _events(log)
+                    if e.get("event") == "reconciled" and e.get("why") == why
+                )
+                requests.post(venue.url + "/_chaos", json={"restart_for": 0.3}, timeout=10)
+                _, differences = _reconciliation(log, why, skip=done)
+                unexplained += _unexplained(differences)
+                corrected += len(differences)
+                resubmitted += len(_submitted(log) & before)
+
+            # The kill switch on the daemon's own path: halted with orders open, then stopped.
+            _until(lambda: bool(venue.open()), 60)
+            subprocess.run(
+                [_tickd(), "halt", "--config", str(config)],
+                env=_env(work),
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            _wait_for(
                 log,
-                lambda e: (
-                    e.get("event") == "reconciled" and e.get("why") == "trade_updates reconnected"
-                ),
-                60,
+                lambda e: e.get("event") == "risk_state_changed" and e.get("state") == "halted",
+                10,
             )
-            mismatched += sum(
-                1
-                for e in _events(log)
-                if e.get("event") == "reconcile_difference"
-                and e.get("why") == event["why"]
-                and str(e.get("difference", "")).startswith("position ")
-            )
+            time.sleep(0.3)  # a submission answered late may still land
+            halted_open = len(venue.open())
+        finally:
+            _end(process, 45)
+        stopped = [e for e in _events(log) if e.get("event") == "stop_orders_cancelled"]
         orders = venue.orders()
+        left_open = sum(1 for o in orders if o["status"] in OPEN)
         faults = trials + venue.held()
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(45)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        exchange.send_signal(signal.SIGTERM)
-        exchange.wait(20)
-    counts = Counter(o["client_order_id"] for o in orders)
+        _end(exchange, 20)
+    salt = (work / "state" / "order-salt").read_text(encoding="ascii").strip()
+    decided = _decided(logs, salt)
     return RestartRun(
         trials=trials,
         ready_seconds=ready_seconds,
+        kills_with_open_orders=kills_open,
         kills_in_flight=kills_in_flight,
+        open_at_kills=open_at_kills,
+        restored=restored,
+        not_restored=not_restored,
+        phantoms=phantoms,
+        restored_filled=restored_filled,
+        unexplained=unexplained,
+        corrected=corrected,
+        resubmitted=resubmitted,
+        refused_repeats=sum(
+            1
+            for x in logs
+            for e in _events(x)
+            if e.get("event") == "order_submit_failed" and e.get("kind") == "duplicate"
+        ),
         venue_orders=len(orders),
-        duplicates=sum(n - 1 for n in counts.values()),
-        mismatches=mismatched,
+        undecided=sum(1 for o in orders if o["client_order_id"] not in decided),
+        over_target=over_target + _over_target(orders),
+        halted_open=halted_open,
+        halted_cancelled=sum(int(e.get("cancelled", 0)) for e in stopped),
+        left_open=left_open,
         faults=faults,
     )
 
@@ -564,8 +852,6 @@ class KillSwitchRun:
     denied_after_halt: int  # intents judged after the halt took effect, and denied
     approved_after_halt: int  # ... and approved (target 0)
     venue_orders_after_halt: int  # orders that reached the venue while halted (target 0)
-    cancels: int  # open orders cancelled while halted
-    canceled_at_venue: int
     reducing_passed: int  # reducing intents under REDUCING that became venue orders
     reducing_sent: int
     increasing_denied: int
@@ -605,13 +891,6 @@ class KillSwitchRun:
                 0,
             ),
             figure(
-                f"{name}: cancels refused while halted",
-                self.cancels - self.canceled_at_venue,
-                "cancels",
-                "==",
-                0,
-            ),
-            figure(
                 f"{name}: reducing orders refused under REDUCING",
                 self.reducing_sent - self.reducing_passed,
                 "orders",
@@ -637,17 +916,13 @@ class _Intents:
     def __init__(self) -> None:
         self.made = 0
 
-    def __call__(
-        self, symbol: str, side: str, qty: int = 1, limit: float | None = None
-    ) -> OrderIntent:
+    def __call__(self, symbol: str, side: str, qty: int = 1) -> OrderIntent:
         self.made += 1
         return OrderIntent(
             strategy=STRATEGY,
             symbol=symbol,
             side=side,
             qty=Decimal(qty),  # type: ignore[arg-type]
-            type="market" if limit is None else "limit",
-            limit_price=None if limit is None else Decimal(str(limit)),
             time_in_force="gtc",
             event_id=f"switch-{self.made}",
             ts_event=self.made,
@@ -676,16 +951,9 @@ async def kill_switch(state_dir: Path, *, rounds: int = 20, seed: int = 3) -> Ki
         watcher = ControlWatcher(state_dir, rig.risk, rig.clock)
         async with anyio.create_task_group() as tasks:
             await tasks.start(watcher.run)
-            price = {s: float(rig.portfolio.marks[s]) for s in SYMBOLS}
-            # Long AAPL, short MSFT, and orders resting far from the market (to cancel).
+            # Long AAPL, short MSFT. (Cancels while halted: the daemon's own stop, in the
+            # restart scenario, where ``tickd run`` cancels what is open at the venue.)
             await rig.decide([make("AAPL", "buy", rounds * 2), make("MSFT", "sell", rounds * 2)])
-            await rig.decide(
-                [
-                    make(s, "buy", 1, limit=round(price[s] / 2, 2))
-                    for s in SYMBOLS
-                    for _ in range(rounds // 2)
-                ]
-            )
             await rig.settle()
 
             trigger = anyio.current_time()
@@ -697,10 +965,6 @@ async def kill_switch(state_dir: Path, *, rounds: int = 20, seed: int = 3) -> Ki
                 await rig.decide([make(SYMBOLS[i % 2], ("buy", "sell")[i % 3 % 2], 1 + i % 3)])
             approved_after = rig.risk.approved - approved
             denied_after = rig.risk.denied["halted"] - denied + 1
-            open_orders = await rig.broker.open_orders()
-            for order in open_orders:  # cancels do not pass through risk: they always go
-                await rig.broker.cancel(order.id)
-            canceled = sum(1 for o in open_orders if engine.get(o.id).status == "canceled")
             venue_after_halt = len(engine.orders()) - placed
 
             trigger = anyio.current_time()
@@ -738,8 +1002,6 @@ async def kill_switch(state_dir: Path, *, rounds: int = 20, seed: int = 3) -> Ki
         denied_after_halt=denied_after,
         approved_after_halt=approved_after,
         venue_orders_after_halt=venue_after_halt,
-        cancels=len(open_orders),
-        canceled_at_venue=canceled,
         reducing_passed=passed,
         reducing_sent=len(reducing),
         increasing_denied=refused,
@@ -760,16 +1022,17 @@ def _local(portfolio: Portfolio) -> dict[str, Decimal]:
 
 
 def figures(quick: bool) -> list[Row]:
-    """Every orders scenario at CI size (``quick``) or at the published size; the faults of
-    the ambiguous submits and of the restarts add up to the issue's 1,000."""
+    """Every orders scenario at CI size (``quick``) or at the published size; the submission
+    attempts that met a fault, with the kills and held submissions of the restarts, clear the
+    issue's 1,000 with margin at full size."""
     with tempfile.TemporaryDirectory(prefix="tickd-orders-") as work:
-        ambiguous = anyio.run(partial(ambiguous_submits, 150 if quick else 1300))
+        ambiguous = anyio.run(partial(ambiguous_submits, 150 if quick else 1600))
         restarts = restart_trials(Path(work) / "restart", 2 if quick else 10)
         switch = anyio.run(partial(kill_switch, Path(work) / "switch", rounds=10 if quick else 50))
     total = sum(ambiguous.faults.values()) + restarts.faults
     return [
         *ambiguous.rows(),
         *restarts.rows(),
-        figure("orders: faults injected in all", total, "faults", ">=", 100 if quick else 1000),
+        figure("orders: faults met in all", total, "faults", ">=", 100 if quick else 1000),
         *switch.rows(),
     ]

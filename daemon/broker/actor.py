@@ -205,10 +205,15 @@ class BrokerActor(Actor[Any]):
     async def _announce(self, updates: list[OrderUpdate]) -> None:
         """Publish order updates the broker made itself. During a stop the bus may be closed
         already (a submit answered after the risk actor ended): the update is logged and
-        counted, not a crash; the next start's reconciliation takes the venue's state."""
+        counted, not a crash; the next start's reconciliation takes the venue's state. A closed
+        bus at any other time is a fault of the daemon's own, and raises."""
         try:
             await self._publish(updates)
         except anyio.ClosedResourceError:
+            # A stop: the app marks risk as stopping before its cancel sweep (on_stop =
+            # "cancel"), and closes this actor's mailbox once the risk actor's has drained.
+            if not (self.risk.stopping or self.mailbox.closed):
+                raise
             self.undelivered += len(updates)
             for update in updates:
                 _log.warning(
@@ -285,6 +290,7 @@ class BrokerActor(Actor[Any]):
             positions=len(positions),
             fills=len(fills),
             differences=len(self.differences),
+            working=sorted(portfolio.orders),  # what the daemon counts as working from now on
         )
 
     def _local(self, item: _T) -> _T:

@@ -3,6 +3,7 @@ after the order stream reconnects, and what happens when the venue cannot be ask
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -325,22 +326,41 @@ async def test_a_fill_between_the_fills_and_the_positions_requests_counts_once()
     assert s.portfolio.position("AAPL") == 10
 
 
-@pytest.mark.anyio
-async def test_an_update_made_while_the_bus_is_closed_is_counted_not_a_crash() -> None:
-    # A stop closes the risk mailbox while a submit is still out; its answer (a rejection, or
-    # an order the venue had already finished) then has nowhere to go. Seen in the reliability
-    # suite's kill -9 runs: the actor crashed and its supervisor restarted it mid-stop.
-    class Refusing(SimBroker):
-        async def submit(self, request: OrderRequest) -> Order:
-            raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
-
-    s = Setup(Refusing)
+def _closed_bus() -> Callable[[list[Any]], Awaitable[None]]:
     closed: Mailbox[Any] = Mailbox("risk", 10)
     closed.close()
 
     async def publish(items: list[Any]) -> None:
         await closed.send_many(items)
 
-    actor = BrokerActor(Mailbox("broker", 10), s.broker, s.risk, publish, s.clock)
+    return publish
+
+
+class _Refusing(SimBroker):
+    async def submit(self, request: OrderRequest) -> Order:
+        raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mark", ["risk stopping", "own mailbox closed"])
+async def test_an_update_made_while_the_bus_is_closed_during_a_stop_is_counted(mark: str) -> None:
+    # A stop closes the risk mailbox while a submit is still out; its answer (a rejection, or
+    # an order the venue had already finished) then has nowhere to go. Seen in the reliability
+    # suite's kill -9 runs: the actor crashed and its supervisor restarted it mid-stop.
+    s = Setup(_Refusing)
+    actor = BrokerActor(Mailbox("broker", 10), s.broker, s.risk, _closed_bus(), s.clock)
+    if mark == "risk stopping":
+        s.risk.stopping = True  # on_stop = "cancel": set before the sweep
+    else:
+        actor.mailbox.close()  # on_stop = "keep": closed after the risk actor's drained
     await actor.handle([request("c1"), request("c2")])
     assert actor.undelivered == 2 and actor.failed == {"rejected": 2}
+
+
+@pytest.mark.anyio
+async def test_a_closed_bus_while_running_is_a_fault_not_swallowed() -> None:
+    s = Setup(_Refusing)
+    actor = BrokerActor(Mailbox("broker", 10), s.broker, s.risk, _closed_bus(), s.clock)
+    with pytest.raises(anyio.ClosedResourceError):
+        await actor.handle([request("c1")])
+    assert actor.undelivered == 0

@@ -119,6 +119,42 @@ def test_limit_orders_at_the_close() -> None:
         assert float(intent.limit_price) == events[index].close
 
 
+def test_a_limit_offset_makes_passive_orders_that_rest_below_or_above_the_close() -> None:
+    offset = 0.004
+    strategy = RsiReversion(
+        name="r", symbols=["NVDA"], allow_short=True, order_type="limit", limit_offset=offset
+    )
+    host, _ = run(strategy)
+    events = interleave(*(bars(s, ohlcv(f)) for s, f in FILES.items()))
+    assert {x.side for _, x in host.intents} == {"buy", "sell"}
+    for index, intent in host.intents:
+        close = Decimal(repr(events[index].close))
+        assert intent.type == "limit" and intent.limit_price is not None
+        assert intent.limit_price == intent.limit_price.quantize(Decimal("0.01"))  # the tick
+        away = abs(intent.limit_price - close) / close  # passive, by the offset, to a cent
+        assert (intent.limit_price < close) == (intent.side == "buy")
+        assert offset <= away < offset + float(Decimal("0.01") / close)
+
+
+def test_passive_prices_by_hand() -> None:
+    s = RsiReversion(
+        name="r", symbols=["AAPL"], allow_short=True, order_type="limit", limit_offset=0.01
+    )
+    buy = s.on_event(bar(89.0), view(s, 25.0, 110.0, 100.0, 90.0), Book())
+    sell = s.on_event(bar(111.0), view(s, 75.0, 110.0, 100.0, 90.0), Book())
+    assert [(x.side, x.limit_price) for x in (*buy, *sell)] == [
+        ("buy", Decimal("88.11")),
+        ("sell", Decimal("112.11")),
+    ]
+    # Rounded away from the market: down to buy, up to sell; 0.0001 below a dollar.
+    assert s.limit_price(89.555, buying=True) == Decimal("88.65")  # 88.65945
+    assert s.limit_price(89.555, buying=False) == Decimal("90.46")  # 90.45055
+    assert s.limit_price(0.5, buying=True) == Decimal("0.4950")
+    # Without an offset the limit is the close itself, as before.
+    plain = RsiReversion(name="r", symbols=["AAPL"], order_type="limit")
+    assert plain.limit_price(89.555, buying=True) == Decimal("89.555")
+
+
 def test_working_orders_count_as_held_so_nothing_is_doubled() -> None:
     filled, _ = run(RsiReversion(name="r", symbols=["NVDA", "ES"], allow_short=True))
     pending, _ = run(
@@ -236,6 +272,10 @@ def test_meets_the_protocol() -> None:
         ({"order_type": "stop"}, "order_type must be one of"),
         ({"qty": "ten"}, "qty must be a number"),
         ({"qty": "NaN"}, "qty must be > 0 and finite"),
+        ({"order_type": "limit", "limit_offset": -0.01}, "limit_offset must be within [0, 1]"),
+        ({"order_type": "limit", "limit_offset": 1}, "limit_offset must be below 1"),
+        ({"order_type": "limit", "limit_offset": "1%"}, "limit_offset must be a number"),
+        ({"limit_offset": 0.01}, 'limit_offset needs order_type = "limit"'),
     ],
 )
 def test_rejects_bad_parameters(params: dict[str, Any], message: str) -> None:

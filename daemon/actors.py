@@ -8,8 +8,9 @@ Every mailbox is bounded and says what happens when it is full:
 
 * ``block``: the sender waits (orders, order updates, trades: nothing may be lost);
 * ``conflate``: a newer message replaces the waiting one with the same key (quotes, status: only
-  the latest matters). A new key in a full mailbox pushes out the oldest waiting keyed message.
-  Both are counted (``conflated``, ``dropped``) and logged: nothing is dropped silently. A message
+  the latest matters), at the back of the line. A new key in a full mailbox pushes out the oldest
+  waiting keyed message. Both are counted (``conflated``, ``dropped``) and logged: nothing is
+  dropped silently. A message
   whose key is ``None`` (a trade, an order update, in a mailbox that also takes quotes) is never
   conflated nor pushed out: it keeps its place in line and its sender waits for room, as with
   ``block``. So a burst of quotes to a busy actor costs one waiting quote per key, not a queue
@@ -179,7 +180,11 @@ class Mailbox(Generic[T]):
             self._unkeyed += 1
             return
         if key in latest:
-            latest[key] = message  # keeps its place in line: a key is never starved
+            # The newer message goes to the back: kept in the older one's place, it would
+            # overtake what was queued in between (a quote from after a fill, before the fill).
+            # A key is not starved: what is ahead of it is bounded by the capacity.
+            latest[key] = message
+            latest.move_to_end(key)
             self.stats.conflated += 1
             return
         if len(latest) - self._unkeyed >= self.capacity:

@@ -96,10 +96,10 @@ async def test_a_conflating_mailbox_keeps_the_latest_per_key_in_arrival_order() 
     box: Mailbox[Quote] = Mailbox("quotes", 2, "conflate", key=by_symbol)
     box.send_nowait(quote("AAPL", 1.0))
     box.send_nowait(quote("MSFT", 2.0))
-    box.send_nowait(quote("AAPL", 1.5))  # replaces AAPL's, keeps its place
+    box.send_nowait(quote("AAPL", 1.5))  # replaces AAPL's, in the newer one's place
     assert [(q.symbol, q.bid_price) for q in await box.receive_batch(10)] == [
-        ("AAPL", 1.5),
         ("MSFT", 2.0),
+        ("AAPL", 1.5),
     ]
     assert box.stats.conflated == 1 and box.stats.dropped == 0
     box.send_nowait(quote("NVDA", 3.0))
@@ -346,3 +346,17 @@ async def test_cancelling_a_supervised_actor_stops_it_without_a_restart() -> Non
         tg.cancel_scope.cancel()
     assert actor.events == ["start", "stop"]
     assert supervisor.restarts["recorder"] == 0
+
+
+async def test_a_conflated_message_never_overtakes_what_was_queued_before_it() -> None:
+    """A quote from after a fill must not be seen before the fill: the newer quote takes the
+    back of the line, not the older one's place in front of the fill."""
+    box: Mailbox[Any] = Mailbox(
+        "host", 10, "conflate", key=lambda m: m.symbol if type(m) is Quote else None
+    )
+    fill = "fill"  # an unkeyed message (an order update, a bank batch)
+    box.send_nowait(quote("AAPL", 1.0))
+    box.send_nowait(fill)
+    box.send_nowait(quote("AAPL", 1.5))
+    received = await box.receive_batch(10)
+    assert received[0] == fill and received[1].bid_price == 1.5 and len(received) == 2

@@ -480,9 +480,14 @@ class App:
                 await self._stop.wait()
                 _log.info("daemon_stopping")
                 feeds.cancel_scope.cancel()
+                # No new order from here (a replay's end is not a stop: its orders all go to
+                # the simulated venue); approved ones still waiting for the broker are
+                # withdrawn, not sent, so the actors drain at once.
+                if self.broker is not None:
+                    self.risk.stopping = self.live
             if self.broker is not None and self.config.broker.on_stop == "cancel":
-                # No new order from here; those on their way are sent (the actors drain) before
-                # the venue is asked what is open, so none slips past the sweep.
+                # The actors drain before the venue is asked what is open: none slips past
+                # the sweep.
                 self.risk.stopping = True
                 with anyio.move_on_after(self.config.broker.stop_timeout) as waited:
                     await self.drained()

@@ -84,6 +84,7 @@ class RiskEngine:
         self.reason = "config"
         self.approved = 0
         self.denied: Counter[str] = Counter()  # by rule
+        self.withdrawn: Counter[str] = Counter()  # approved, refused at the send (by rule)
         self.reconciling = False  # set by the broker actor while local state is being replaced
         self.stopping = False  # set by the app's stop before it cancels open orders
         self._sent: deque[int] = deque()  # monotonic times of approvals in the last minute
@@ -145,6 +146,25 @@ class RiskEngine:
         self.denied[rule] += 1
         return reason
 
+    def recheck(self, intent: OrderIntent) -> str | None:
+        """None if an approved order may still be sent, else why not: it waited for the broker
+        (a backlog of slow submits) while trading was halted, a reduce-only state began or the
+        daemon began to stop. A kill switch that let the queue out would not be one."""
+        rule, reason = None, ""
+        if self.stopping:
+            rule, reason = "stopping", "the daemon is stopping"
+        elif self.state is RiskState.HALTED:
+            rule, reason = "halted", f"trading is halted ({self.reason})"
+        elif self.state is RiskState.REDUCING:
+            after = self.portfolio.exposure(intent.symbol)  # the approved order counts in it
+            held = after - intent.signed_qty
+            if not _reduces(held, after):
+                rule, reason = "reducing", f"only orders that reduce a position ({self.reason})"
+        if rule is None:
+            return None
+        self.withdrawn[rule] += 1
+        return reason
+
     def _check(self, intent: OrderIntent) -> tuple[str | None, str]:
         self.watch_loss()
         portfolio, limits, symbol = self.portfolio, self._limits, intent.symbol
@@ -156,9 +176,7 @@ class RiskEngine:
             return "halted", f"trading is halted ({self.reason})"
         held = portfolio.exposure(symbol)
         after = held + intent.signed_qty
-        if self.state is RiskState.REDUCING and not (
-            abs(after) < abs(held) and (after == 0 or (after > 0) == (held > 0))
-        ):
+        if self.state is RiskState.REDUCING and not _reduces(held, after):
             return "reducing", f"only orders that reduce a position ({self.reason})"
         if symbol not in self.allowed:
             return "symbol", f"{symbol} is not an allowed symbol"
@@ -321,3 +339,9 @@ class RiskActor(Actor[Any]):
         # Sent at once, not at the end of the batch: whatever happens next in this batch, an
         # order counted as working is on its way.
         await self._send([OrderRequest(client_order_id=coid, intent=intent)])
+
+
+def _reduces(held: Decimal, after: Decimal) -> bool:
+    """``after`` is nearer flat than ``held``, on the same side (or flat): never a new position
+    on the other side."""
+    return abs(after) < abs(held) and (after == 0 or (after > 0) == (held > 0))

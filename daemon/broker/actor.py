@@ -142,6 +142,17 @@ class BrokerActor(Actor[Any]):
             side=intent.side,
             qty=str(intent.qty),
         )
+        withdrawn = self.risk.recheck(intent)
+        if withdrawn is not None:  # approved, but trading was halted (or ...) while it waited
+            if tracing is not None:  # a submit span that says so, and the order's end
+                now = time.time_ns()
+                tracing.submitting(coid, now)
+                tracing.submitted(coid, now, error=f"withdrawn: {withdrawn}")
+            self.failed["withdrawn"] += 1
+            log.warning("order_withdrawn", reason=withdrawn)
+            self.portfolio.acknowledge(coid)
+            await self._refused(request)
+            return
         if tracing is not None:
             tracing.submitting(coid, time.time_ns())
         try:

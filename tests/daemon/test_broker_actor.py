@@ -354,7 +354,9 @@ async def test_an_update_made_while_the_bus_is_closed_during_a_stop_is_counted(m
     else:
         actor.mailbox.close()  # on_stop = "keep": closed after the risk actor's drained
     await actor.handle([request("c1"), request("c2")])
-    assert actor.undelivered == 2 and actor.failed == {"rejected": 2}
+    # Once risk is stopping, nothing is sent: withdrawn, and that too has nowhere to go.
+    expected = {"withdrawn": 2} if mark == "risk stopping" else {"rejected": 2}
+    assert actor.undelivered == 2 and actor.failed == expected
 
 
 @pytest.mark.anyio
@@ -364,3 +366,39 @@ async def test_a_closed_bus_while_running_is_a_fault_not_swallowed() -> None:
     with pytest.raises(anyio.ClosedResourceError):
         await actor.handle([request("c1")])
     assert actor.undelivered == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("switch", "withdrawn"),
+    [("halted", ["c1", "c2"]), ("reducing", ["c1"]), ("stopping", ["c1", "c2"])],
+)
+async def test_approved_orders_waiting_for_the_broker_obey_a_later_halt(
+    switch: str, withdrawn: list[str]
+) -> None:
+    """A backlog of approved orders (slow submits) must not leak out after a halt, a reduce-only
+    switch or the start of a stop: each is checked again when its turn comes."""
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.apply(
+        OrderUpdate(
+            event="fill",
+            order=Order(id="o0", client_order_id="c0", symbol="AAPL", side="buy"),
+            execution_id="e0",
+            qty=Decimal(10),
+            price=Decimal(100),
+        )
+    )
+    buy, sell = request("c1", "buy", "5"), request("c2", "sell", "5")
+    for queued in (buy, sell):
+        s.portfolio.add_working(queued.client_order_id, queued.intent, pending_since=T0)
+    if switch == "stopping":
+        s.risk.stopping = True
+    else:
+        s.risk.set_state(RiskState(switch), "operator says", "operator")
+    await s.actor.handle([trade(100.0, 0), buy, sell, trade(100.0, 1)])
+    assert [u.order.client_order_id for u in s.events("rejected")] == withdrawn
+    assert s.actor.failed == {"withdrawn": len(withdrawn)}
+    assert s.actor.sent == 2 - len(withdrawn)  # under REDUCING the sell still goes
+    assert s.portfolio.working("AAPL") == 0 and s.portfolio.pending == {}
+    assert sum(s.risk.withdrawn.values()) == len(withdrawn)

@@ -239,9 +239,10 @@ class BrokerActor(Actor[Any]):
 
         One at a time. Order events are held back meanwhile (:meth:`Portfolio.freeze`) and
         applied after, each execution once. The fills are asked for before and after the
-        positions: an execution listed by then and older than the positions request is in the
-        positions, so it is marked as applied. (What remains is a window of the clock skew and
-        one round trip.) A pending order the venue still does not list after ``pending_limit``
+        positions: an execution listed by then and older than the positions request (by the
+        venue's clock, asked just before it: ours may be skewed from the venue's) is in the
+        positions, so it is marked as applied. (What remains is a window of one round trip.)
+        A pending order the venue still does not list after ``pending_limit``
         seconds is dropped and reported.
         """
         async with self._reconciling:
@@ -262,7 +263,7 @@ class BrokerActor(Actor[Any]):
             try:
                 fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
                 orders = [self._local(o) for o in await self.broker.open_orders()]
-                asked_ns = self.clock.now_ns()
+                asked_ns = await self.broker.now_ns()  # the venue's time, as its fills carry
                 venue = await self.broker.positions()
                 positions = {self._names.get(s, s): q for s, q in venue.items()}
                 known = {f.execution_id for f in fills}

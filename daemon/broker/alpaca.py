@@ -131,6 +131,10 @@ class _PositionWire(Struct):
     side: str = "long"
 
 
+class _ClockWire(Struct):
+    timestamp: str
+
+
 class _FillWire(Struct):
     id: str
     order_id: str
@@ -308,6 +312,11 @@ class AlpacaBroker:
             for p in self._convert(raw, list[_PositionWire], "positions")
         }
 
+    async def now_ns(self) -> int:
+        """``GET /v2/clock``'s timestamp."""
+        raw = await self._read(partial(self._client.get, "/clock"))
+        return self._time(self._convert(raw, _ClockWire, "clock").timestamp)
+
     async def fills(self, since_ns: int) -> list[Fill]:
         """FILL account activities at or after ``since_ns``, oldest first. Activities carry the
         order id only: each order is looked up once for its ``client_order_id``. Sells short
@@ -439,4 +448,4 @@ class AlpacaBroker:
             return parse_rfc3339_ns(text)
         except ValueError as exc:
             self.stats.malformed += 1
-            raise MalformedResponseError(f"malformed fill time: {exc}") from None
+            raise MalformedResponseError(f"malformed time: {exc}") from None

@@ -117,3 +117,8 @@ class Broker(Protocol):
     async def fills(self, since_ns: int) -> list[Fill]:
         """Executions at or after ``since_ns``, oldest first."""
         ...
+
+    async def now_ns(self) -> int:
+        """The venue's clock: what its fills' times are to be compared with (ours may be
+        skewed from it)."""
+        ...

@@ -145,6 +145,9 @@ class SimBroker:
     async def fills(self, since_ns: int) -> list[Fill]:
         return [f for f in self._fills if f.ts_event >= since_ns]
 
+    async def now_ns(self) -> int:
+        return self._clock.now_ns()
+
     # --- the market ----------------------------------------------------------------------------
 
     async def on_market(self, events: list[Any]) -> None:

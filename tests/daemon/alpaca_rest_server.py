@@ -170,9 +170,12 @@ class AlpacaRestServer:
             return "lookup"
         if path.startswith("/v2/orders/"):
             return "cancel" if method == "DELETE" else "order"
-        return {"/v2/positions": "positions", "/v2/account/activities": "activities"}.get(
-            path, "unknown"
-        )
+        routes = {
+            "/v2/positions": "positions",
+            "/v2/account/activities": "activities",
+            "/v2/clock": "clock",
+        }
+        return routes.get(path, "unknown")
 
     def answer(self, request: Received) -> tuple[int, Any]:
         """The normal answer: (status, JSON-able body or None for no body)."""
@@ -205,6 +208,9 @@ class AlpacaRestServer:
             return 200, self.position_objects()
         if route == "activities":
             return 200, self._activities(query)
+        if route == "clock":
+            now = format_rfc3339_ns(time.time_ns())
+            return 200, {"timestamp": now, "is_open": True, "next_open": now, "next_close": now}
         return 404, {"code": 40410000, "message": "endpoint not found"}
 
     def _activities(self, query: dict[str, str]) -> list[dict[str, Any]]:

@@ -68,9 +68,12 @@ __all__ = [
 BarKind: TypeAlias = Literal["minute", "updated", "daily"]
 # Sizes, counts and ids fit int64 (what numpy and the kernels hold); bigger ones are bad input.
 Int64: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
-# Prices are finite: a NaN or infinity on the wire (msgpack can carry one) is bad input, not a
-# price (NaN fails every comparison, so the bounds reject it with the infinities).
-Price: TypeAlias = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+# Every float is finite: a NaN or infinity on the wire (msgpack can carry one; JSON cannot) is
+# bad input, not a value (NaN fails every comparison, so the bounds reject it with the
+# infinities). One NaN size or volume would poison every sum, average and position it reaches.
+Finite: TypeAlias = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+# A price: finite; zero and negative prices stay allowed (spreads, some corrections).
+Price: TypeAlias = Finite
 
 
 # --- market data (Alpaca stocks / options / Finnhub equities) -------------------------------------
@@ -122,7 +125,7 @@ class Bar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     close: Price = field(name="c")
     volume: Int64 = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
-    vwap: float | None = field(default=None, name="vw")
+    vwap: Finite | None = field(default=None, name="vw")
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -147,10 +150,10 @@ class Correction(Struct, kw_only=True, gc=False, tag_field="T", tag="c"):
     ts_recv: int = 0
     exchange: str = field(name="x")
     original_id: Int64 = field(name="oi")
-    original_price: float = field(name="op")
+    original_price: Finite = field(name="op")
     original_size: Int64 = field(name="os")
     corrected_id: Int64 = field(name="ci")
-    corrected_price: float = field(name="cp")
+    corrected_price: Finite = field(name="cp")
     corrected_size: Int64 = field(name="cs")
     original_conditions: tuple[str, ...] = field(default=(), name="oc")
     corrected_conditions: tuple[str, ...] = field(default=(), name="cc")
@@ -177,8 +180,8 @@ class Luld(Struct, kw_only=True, gc=False, tag_field="T", tag="l"):
     symbol: str = field(name="S")
     ts_event: int = field(name="t")
     ts_recv: int = 0
-    limit_up: float = field(name="u")
-    limit_down: float = field(name="d")
+    limit_up: Finite = field(name="u")
+    limit_down: Finite = field(name="d")
     indicator: str = field(name="i")
     tape: str = field(default="", name="z")
 
@@ -216,7 +219,7 @@ class CryptoTrade(Struct, kw_only=True, gc=False, tag_field="T", tag="t"):
     ts_event: int = field(name="t")
     ts_recv: int = 0
     price: Price = field(name="p")
-    size: float = field(name="s")
+    size: Finite = field(name="s")
     trade_id: Int64 = field(default=0, name="i")
     taker_side: str = field(default="", name="tks")
     exchange: str = field(default="", name="x")
@@ -229,9 +232,9 @@ class CryptoQuote(Struct, kw_only=True, gc=False, tag_field="T", tag="q"):
     ts_event: int = field(name="t")
     ts_recv: int = 0
     bid_price: Price = field(name="bp")
-    bid_size: float = field(name="bs")
+    bid_size: Finite = field(name="bs")
     ask_price: Price = field(name="ap")
-    ask_size: float = field(name="as")
+    ask_size: Finite = field(name="as")
 
 
 class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
@@ -244,9 +247,9 @@ class CryptoBar(Struct, kw_only=True, gc=False, tag_field="T", tag="b"):
     high: Price = field(name="h")
     low: Price = field(name="l")
     close: Price = field(name="c")
-    volume: float = field(name="v")
+    volume: Finite = field(name="v")
     trade_count: Int64 | None = field(default=None, name="n")
-    vwap: float | None = field(default=None, name="vw")
+    vwap: Finite | None = field(default=None, name="vw")
 
     kind: ClassVar[BarKind] = "minute"
 
@@ -267,7 +270,7 @@ class BookLevel(Struct, gc=False, frozen=True):
     """One price level; ``size == 0`` in a delta removes the level."""
 
     price: Price = field(name="p")
-    size: float = field(name="s")
+    size: Finite = field(name="s")
 
 
 class OrderbookUpdate(Struct, kw_only=True, gc=False, tag_field="T", tag="o"):
@@ -311,7 +314,7 @@ class MetricPoint(Struct, gc=False, frozen=True):
     """One value of a reported series (``period`` is the period's end date, ``YYYY-MM-DD``)."""
 
     period: str
-    value: float = field(name="v")
+    value: Finite = field(name="v")
 
 
 class CompanyMetrics(Struct, kw_only=True):
@@ -319,7 +322,7 @@ class CompanyMetrics(Struct, kw_only=True):
 
     symbol: str
     metric_type: str = ""
-    metrics: dict[str, float | str | None] = {}
+    metrics: dict[str, Finite | str | None] = {}
     series: dict[str, dict[str, tuple[MetricPoint, ...]]] = {}
     ts_recv: int = 0
 

@@ -199,7 +199,23 @@ def _judge(result: Any, stats: Any = None, before: int = 0) -> Verdict:
         return "contextless"
     if stats is not None and stats.errors - before != len(result.errors):
         return "contextless"  # an error the daemon's counters do not see
+    if any(_non_finite(message) for message in result.messages):
+        return "contextless"  # a NaN or infinity accepted: it would poison every sum downstream
     return "rejected" if result.errors else "accepted"
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a decoded message holds a NaN or an infinity anywhere: its struct's fields, and
+    the tuples, lists, dicts and structs inside them (order book levels, metric series)."""
+    if type(value) is float:
+        return not math.isfinite(value)
+    if isinstance(value, msgspec.Struct):
+        return any(_non_finite(getattr(value, name)) for name in value.__struct_fields__)
+    if isinstance(value, tuple | list):
+        return any(_non_finite(item) for item in value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    return False
 
 
 def _stream_target(source: str, corpus: list[bytes]) -> _Target:

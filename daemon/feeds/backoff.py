@@ -10,7 +10,9 @@ apart. The fast phase is armed only by :meth:`reset` (data flowed), not by a suc
 connect: a server that accepts and then drops us, or refuses us at start-up, is never hammered.
 And only once data has flowed for ``fast_after`` seconds since the last failure: a server that
 sends a message and then drops us, over and over, gets what is left of one fast phase, then the
-exponential backoff, not ten retries a second for ever.
+exponential backoff, not ten retries a second for ever. And a server that answers but refuses
+us (an HTTP 429 or 5xx on the upgrade, a 406) is up and telling us to wait: :meth:`refused`
+ends the fast phase, or a 429 storm follows (alpaca-py #740).
 """
 
 from __future__ import annotations
@@ -66,3 +68,8 @@ class Backoff:
             self._flowing_since = now
         if now - self._flowing_since >= self.fast_after:
             self._fast_left = self.fast_attempts
+
+    def refused(self) -> None:
+        """The server answered and refused us: no fast retries until data flows again."""
+        self._fast_left = 0
+        self._flowing_since = None

@@ -16,8 +16,10 @@ and, when ``silence_limit`` is set, a data watchdog: a feed that has sent no dat
 that long while its market is open is treated as dead, even if it still answers pings.
 
 Between connections the feed waits a backoff (``backoff.py``): a short fast phase after a stream
-that carried data drops, then exponential, jittered and capped, reset only once data flows again
-(at least the ~90 s reap window after a 406). A connection lost after data
+that carried data drops, then exponential, jittered and capped, reset only once data flows again.
+A server that refuses us (an HTTP status on the upgrade, a 406) ends the fast phase; a 406 waits
+at least the ~90 s reap window, and so does an HTTP 429 unless its ``Retry-After`` says how long
+(a stale session holds the one slot until the server reaps it). A connection lost after data
 flowed is reported as a :class:`FeedGap` (from the loss to the first new message) before that
 message is published; a ``fill_gap`` callback (the REST history) is awaited at that point, so
 what it fetches is published in order, before the live messages that follow the gap. Fatal errors
@@ -69,6 +71,7 @@ _log = structlog.get_logger("tickd.feeds")
 
 # HTTP statuses on the upgrade that no retry can fix (a wrong path, refused credentials).
 _FATAL_HTTP = frozenset({400, 401, 403, 404})
+_MAX_RETRY_AFTER = 3600.0  # a 429's Retry-After is obeyed up to this many seconds
 
 Publish = Callable[[list[Any]], Awaitable[None]]
 
@@ -90,6 +93,10 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     # before the exponential backoff (a restarted server is back within a second or two).
     backoff_fast: float = 0.1
     backoff_fast_attempts: int = 25
+    # After an HTTP 429 on the upgrade without a Retry-After: the reap window of the stale
+    # session that holds the endpoint's one slot (protocols.md 8.2; retrying sooner is the 429
+    # storm of alpaca-py #740).
+    rate_limited_wait: float = 90.0
     # Data watchdog: no data message for this many seconds while the market is open means the
     # connection is dead even if it answers pings (0 turns it off).
     silence_limit: float = 0.0
@@ -145,11 +152,20 @@ def _queueing(
 
 
 class _LostError(Exception):
-    """This connection is done; reconnect after at least ``wait_at_least`` seconds."""
+    """This connection is done; reconnect after at least ``wait_at_least`` seconds.
+    ``refused``: the server answered and refused us (no fast retries)."""
 
-    def __init__(self, reason: str, wait_at_least: float = 0.0) -> None:
+    def __init__(self, reason: str, wait_at_least: float = 0.0, *, refused: bool = False) -> None:
         super().__init__(reason)
         self.wait_at_least = wait_at_least
+        self.refused = refused
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is left to the default wait)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value), _MAX_RETRY_AFTER)
 
 
 class WebsocketFeed:
@@ -216,6 +232,8 @@ class WebsocketFeed:
                 await self._connection(task_status)
             except _LostError as lost:
                 wait_at_least = lost.wait_at_least
+                if lost.refused:
+                    self.backoff.refused()
                 _log.warning("feed_reconnecting", source=self.source, reason=str(lost))
             finally:
                 self.session.connection_lost()
@@ -253,7 +271,11 @@ class WebsocketFeed:
             status = exc.response.status_code
             if status in _FATAL_HTTP:
                 raise FeedFatalError(self.source, f"HTTP {status} on connect", status) from exc
-            raise _LostError(f"HTTP {status} on connect") from exc
+            wait = 0.0
+            if status == 429:
+                retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+                wait = settings.rate_limited_wait if retry_after is None else retry_after
+            raise _LostError(f"HTTP {status} on connect", wait, refused=True) from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise _LostError(f"cannot connect: {exc!r}") from exc
         self.stats.connects += 1
@@ -415,7 +437,11 @@ class WebsocketFeed:
                 if self._gap_at_ready and self._lost_at is not None:
                     await self._report_gap(ts_recv)
             elif isinstance(action, Reconnect):
-                raise _LostError(action.reason, action.wait_at_least)
+                # A reconnect with a wait (a 406: the slot is taken) is the server telling us
+                # to wait: no fast retries.
+                raise _LostError(
+                    action.reason, action.wait_at_least, refused=action.wait_at_least > 0
+                )
             elif isinstance(action, Fatal):
                 raise FeedFatalError(self.source, action.reason, action.code)
             elif isinstance(action, Rejected):

@@ -1,11 +1,35 @@
 """Bad input gives typed errors with context and counters; good neighbours are never lost."""
 
+import copy
+import math
+from typing import Any
+
+import msgspec
+import msgspec.inspect
 import pytest
 
-from tickd.codecs import alpaca, alpaca_trading, finnhub, newsapi
+from tickd.codecs import alpaca, alpaca_trading, finnhub, newsapi, schema
 from tickd.codecs.alpaca import AlpacaDecoder, AlpacaEncoder
 from tickd.codecs.errors import CodecError, DecodeError
-from tickd.codecs.schema import CryptoTrade, DailyBar, News, Quote, Trade
+from tickd.codecs.schema import (
+    Bar,
+    BookLevel,
+    CancelError,
+    Correction,
+    CryptoBar,
+    CryptoDailyBar,
+    CryptoQuote,
+    CryptoTrade,
+    CryptoUpdatedBar,
+    DailyBar,
+    Imbalance,
+    Luld,
+    News,
+    OrderbookUpdate,
+    Quote,
+    Trade,
+    UpdatedBar,
+)
 
 GOOD = (
     b'{"T":"t","S":"AAPL","i":628,"x":"K","p":162.92,"s":3,"c":["@"],"z":"C",'
@@ -187,3 +211,109 @@ def test_rest_bodies_that_are_wrong() -> None:
         newsapi.encode_articles(
             [News(provider="newsapi", id="a", ts_event=0, ts_updated=0, headline="h")]
         )
+
+
+_T = 1_700_000_000_000_000_000
+# One message of each market-data type that carries floats, every float field set.
+_OHLC: dict[str, Any] = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "vwap": 1.2}
+_FLOATY: list[tuple[str, Any]] = [
+    ("stocks", Trade(symbol="A", ts_event=_T, price=1.5, size=1)),
+    ("stocks", Quote(symbol="A", ts_event=_T, bid_price=1.5, bid_size=1, ask_price=2, ask_size=1)),
+    ("stocks", Bar(symbol="A", ts_event=_T, volume=9, **_OHLC)),
+    ("stocks", UpdatedBar(symbol="A", ts_event=_T, volume=9, **_OHLC)),
+    ("stocks", DailyBar(symbol="A", ts_event=_T, volume=9, **_OHLC)),
+    ("stocks", Correction(symbol="A", ts_event=_T, exchange="V", original_id=1, original_price=1.5,
+                          original_size=1, corrected_id=2, corrected_price=1.25, corrected_size=1)),
+    ("stocks", CancelError(symbol="A", ts_event=_T, trade_id=1, exchange="V", price=1.5, size=1,
+                           action="C")),
+    ("stocks", Luld(symbol="A", ts_event=_T, limit_up=2.5, limit_down=0.5, indicator="B")),
+    ("stocks", Imbalance(symbol="A", ts_event=_T, price=1.5)),
+    ("crypto", CryptoTrade(symbol="BTC/USD", ts_event=_T, price=1.5, size=0.25)),
+    ("crypto", CryptoQuote(symbol="BTC/USD", ts_event=_T, bid_price=1.5, bid_size=0.5,
+                           ask_price=1.6, ask_size=0.75)),
+    ("crypto", CryptoBar(symbol="BTC/USD", ts_event=_T, volume=0.5, **_OHLC)),
+    ("crypto", CryptoUpdatedBar(symbol="BTC/USD", ts_event=_T, volume=0.5, **_OHLC)),
+    ("crypto", CryptoDailyBar(symbol="BTC/USD", ts_event=_T, volume=0.5, **_OHLC)),
+    ("crypto", OrderbookUpdate(symbol="BTC/USD", ts_event=_T, bids=(BookLevel(1.5, 0.5),),
+                               asks=(BookLevel(1.6, 0.25),))),
+]  # fmt: skip
+
+
+def _float_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where the floats are in a decoded msgpack message (keys, and indexes into book levels)."""
+    if isinstance(value, float):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _float_paths(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _float_paths(v, (*path, i))]
+    return []
+
+
+def _non_finite_cases() -> list[Any]:
+    cases = []
+    for stream, message in _FLOATY:
+        (wire,) = msgspec.msgpack.decode(AlpacaEncoder(stream, "msgpack").encode([message]))
+        for path in _float_paths(wire):
+            name = f"{type(message).__name__}.{'.'.join(map(str, path))}"
+            cases += [pytest.param(stream, wire, path, bad, id=f"{name}={bad}") for bad in _BAD]
+    return cases
+
+
+_BAD = (math.nan, math.inf, -math.inf)
+
+
+def test_the_non_finite_cases_cover_every_float_field_the_review_named() -> None:
+    named = {c.id.split("=")[0] for c in _non_finite_cases()}
+    assert {
+        "CryptoTrade.s", "CryptoQuote.bs", "CryptoQuote.as", "CryptoBar.v", "CryptoBar.vw",
+        "Correction.op", "Correction.cp", "Luld.u", "Luld.d", "Bar.vw", "OrderbookUpdate.b.0.s",
+    } <= named  # fmt: skip
+
+
+@pytest.mark.parametrize(("stream", "wire", "path", "bad"), _non_finite_cases())
+def test_msgpack_refuses_a_nan_or_infinity_in_any_float_field_as_a_counted_error(
+    stream: Any, wire: dict[str, Any], path: tuple[Any, ...], bad: float
+) -> None:
+    damaged = copy.deepcopy(wire)
+    target: Any = damaged
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = bad
+    decoder = AlpacaDecoder(stream, "msgpack")
+    good = msgspec.msgpack.encode([wire, damaged, wire])
+    result = decoder.decode(good)
+    assert len(result.messages) == 2  # its neighbours survive
+    (error,) = result.errors
+    assert error.index == 1 and error.source == f"alpaca.{stream}.msgpack"
+    assert decoder.stats.errors == 1
+
+
+def test_every_float_in_the_schema_is_bounded_to_the_finite_range() -> None:
+    """A float field added later without ``Finite`` (or ``Price``) would let msgpack's NaN in."""
+    structs = [getattr(schema, name) for name in schema.__all__]
+    fields = [
+        (kind.__name__, info)
+        for kind in structs
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+        for info in msgspec.inspect.type_info(kind).fields
+    ]
+    unbounded = [
+        f"{name}.{info.name}"
+        for name, info in fields
+        for float_type in _float_types(info.type)
+        if float_type.ge is None or float_type.le is None
+    ]
+    assert len(fields) > 100 and unbounded == []
+
+
+def _float_types(info: Any) -> list[Any]:
+    if isinstance(info, msgspec.inspect.FloatType):
+        return [info]
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [f for t in info.types for f in _float_types(t)]
+    if isinstance(info, msgspec.inspect.DictType):
+        return _float_types(info.value_type)
+    if isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+        return _float_types(info.item_type)
+    return []

@@ -11,6 +11,8 @@ import anyio
 import anyio.abc
 import pytest
 from structlog.testing import capture_logs
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
 from tickd.codecs.alpaca import AuthRequest, SubscribeRequest
 from tickd.codecs.alpaca_session import REAP_WINDOW
@@ -448,3 +450,67 @@ def test_backoff_arms_the_fast_phase_only_once_data_has_flowed_a_while() -> None
     assert flowing.attempts == 0  # fast retries are not exponential attempts
     flowing.next_delay()
     assert flowing.attempts == 1  # then exponential
+
+
+class _RefusingAlpaca(MiniAlpaca):
+    """Also says ``Retry-After`` on its refusals, when given one."""
+
+    retry_after: str | None = None
+
+    def _refuse(self, connection: ServerConnection, request: Request) -> Response | None:
+        response = super()._refuse(connection, request)
+        if response is not None and self.retry_after is not None:
+            response.headers["Retry-After"] = self.retry_after
+        return response
+
+
+@pytest.mark.parametrize(
+    ("refusal", "retry_after", "waits_at_least"),
+    [(429, None, 90.0), (429, "7", 7.0), (503, None, 0.0), (406, None, REAP_WINDOW)],
+)
+async def test_a_refusal_ends_the_fast_phase_and_a_429_waits_for_the_slot(
+    refusal: int, retry_after: str | None, waits_at_least: float
+) -> None:
+    """After a stream that carried data drops, retries are fast, but a server that refuses us
+    is up and says wait: no more fast retries (a 429 storm otherwise, alpaca-py #740)."""
+    server = _RefusingAlpaca()
+    server.retry_after = retry_after
+
+    async def flow_then_drop(connection: Connection) -> None:
+        await connection.send(trades(1))
+        await anyio.sleep(0.15)  # data flowing longer than fast_after: the fast phase is armed
+        await connection.send(trades(1, 1))
+        if refusal != 406:
+            server.http_status = [refusal]
+            server.hang_up_after_greeting = 1  # then one plain failure after the refusal
+        await connection.websocket.close()
+
+    async def limit(connection: Connection) -> None:
+        server.hang_up_after_greeting = 1
+        await connection.send([StreamError(code=406, msg="connection limit exceeded")])
+        await connection.websocket.wait_closed()
+
+    server.behaviours = [flow_then_drop, *([limit] if refusal == 406 else [])]
+    server.behaviours.append(send_then_wait(trades(1, 2)))
+    sink, clock = Sink(), QuickClock()
+    async with server.running(), anyio.create_task_group() as tg:
+        feed = make_feed(
+            server, sink, clock, backoff_initial=1.0, backoff_cap=2.0, backoff_fast=0.1
+        )
+        feed.backoff.fast_after = 0.1
+        calls: list[tuple[float, int]] = []  # (at_least, exponential attempts after the call)
+        next_delay = feed.backoff.next_delay
+
+        def spy(at_least: float = 0.0) -> float:
+            delay = next_delay(at_least)
+            calls.append((at_least, feed.backoff.attempts))
+            return delay
+
+        feed.backoff.next_delay = spy  # type: ignore[method-assign]
+        await tg.start(feed.run)
+        await sink.wait_for(4)  # 3 trades and the gap
+        tg.cancel_scope.cancel()
+    # The drop: a fast retry. The refusal: its wait, and exponential from then on.
+    assert calls == [(0.0, 0), (waits_at_least, 1), (0.0, 2)]
+    if waits_at_least:
+        assert waits_at_least in clock.waits

@@ -27,6 +27,7 @@ async def test_a_killed_exchange_is_back_in_data_fast_with_every_gap_reported_an
     assert value(rows, "minute bars expected") >= 20  # bars were made across the outages...
     assert value(rows, "minute bars backfilled") > 0  # ... and some only reached us by REST
     assert value(rows, "reconnect attempts per outage, max") >= 2  # the port really was shut
+    assert value(rows, "gap reports / outages") == 1.0  # no double report hiding a missed one
 
 
 async def test_a_half_open_connection_is_found_and_left_within_ten_seconds(
@@ -34,7 +35,10 @@ async def test_a_half_open_connection_is_found_and_left_within_ten_seconds(
 ) -> None:
     rows = await feeds.half_open(3)
     figures(rows)
-    assert value(rows, "stall -> reconnected, p50") > 1.0  # found by the keepalive, not a close
+    assert value(rows, "stall -> given up, p50") > 1.0  # found by the keepalive, not a close
+    assert value(rows, "stall -> reconnected, max of 3") >= value(
+        rows, "stall -> given up, max of 3"
+    )
 
 
 async def test_every_malformed_frame_is_counted_and_the_feed_lives_on(figures: Figures) -> None:

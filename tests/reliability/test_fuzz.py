@@ -3,12 +3,15 @@ parsing give 0 crashes and 0 errors without their context (``bench/reliability/f
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable
 
 from bench.harness import Row
 from bench.reliability import fuzz
 from bench.reliability.fuzz import QUICK_CORPUS, QUICK_INPUTS, SEED
+from tickd.codecs.errors import Decoded
+from tickd.codecs.schema import BookLevel, CryptoTrade, OrderbookUpdate
 
 
 def test_every_target_answers_damaged_input_with_its_typed_error(
@@ -45,3 +48,14 @@ def test_an_exception_the_api_does_not_promise_is_a_crash_with_its_reproducer() 
     assert tally.crashes > 0 and tally.contextless > 0 and tally.rejected > 0
     assert tally.crashes + tally.contextless + tally.rejected == tally.inputs == 300
     assert any(r.startswith("KeyError: 'boom' <- ") for r in tally.reproducers)
+
+
+def test_a_decoder_that_accepts_a_nan_or_infinity_anywhere_is_judged_contextless() -> None:
+    # Built without validation (msgspec checks bounds only when decoding): a decoder that let
+    # these through would poison every sum downstream.
+    nan_size = CryptoTrade(symbol="X", ts_event=1, price=1.0, size=math.nan)
+    inf_level = OrderbookUpdate(symbol="X", ts_event=1, bids=(BookLevel(1.0, math.inf),))
+    fine = CryptoTrade(symbol="X", ts_event=1, price=1.0, size=0.5)
+    assert fuzz._judge(Decoded(messages=[fine])) == "accepted"
+    assert fuzz._judge(Decoded(messages=[fine, nan_size])) == "contextless"
+    assert fuzz._judge(Decoded(messages=[inf_level])) == "contextless"

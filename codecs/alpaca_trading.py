@@ -126,8 +126,22 @@ def _time(text: str | None) -> int | None:
     return None if text is None else parse_rfc3339_ns(text)
 
 
+def _finite(value: Decimal, name: str) -> Decimal:
+    """msgspec takes "NaN" and "Infinity" as decimals: here they are bad input (an sNaN raises
+    on any comparison, far from the frame that carried it)."""
+    if not value.is_finite():
+        raise msgspec.ValidationError(f"{name}: not a finite number ({value})")
+    return value
+
+
+def _finite_or_none(value: Decimal | None, name: str) -> Decimal | None:
+    return None if value is None else _finite(value, name)
+
+
 def _order(wire: _OrderWire) -> Order:
-    fields: dict[str, Any] = {name: getattr(wire, name) for name in _DECIMAL_FIELDS}
+    fields: dict[str, Any] = {
+        name: _finite_or_none(getattr(wire, name), name) for name in _DECIMAL_FIELDS
+    }
     fields.update((name, _time(getattr(wire, name))) for name in _TIME_FIELDS)
     return Order(
         id=wire.id,
@@ -154,12 +168,14 @@ def _update(wire: _UpdateWire, ts_recv: int) -> OrderUpdate:
         order=_order(wire.order),
         ts_event=_time(wire.timestamp),
         execution_id=wire.execution_id,
-        price=wire.price,
-        qty=wire.qty,
-        position_qty=wire.position_qty,
+        price=_finite_or_none(wire.price, "price"),
+        qty=_finite_or_none(wire.qty, "qty"),
+        position_qty=_finite_or_none(wire.position_qty, "position_qty"),
         event_id=wire.event_id,
         ts_at=_time(wire.at),
-        position_qtys=wire.position_qtys,
+        position_qtys=None
+        if wire.position_qtys is None
+        else {k: _finite(v, "position_qtys") for k, v in wire.position_qtys.items()},
         leg_executions=None
         if wire.legs is None
         else tuple(
@@ -167,8 +183,8 @@ def _update(wire: _UpdateWire, ts_recv: int) -> OrderUpdate:
                 execution_id=leg.execution_id,
                 order_id=leg.order_id,
                 symbol=leg.symbol,
-                qty=leg.qty,
-                price=leg.price,
+                qty=_finite(leg.qty, "legs.qty"),
+                price=_finite(leg.price, "legs.price"),
                 ts_event=parse_rfc3339_ns(leg.timestamp),
             )
             for leg in wire.legs

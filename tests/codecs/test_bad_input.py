@@ -2,6 +2,7 @@
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -317,3 +318,26 @@ def _float_types(info: Any) -> list[Any]:
     if isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
         return _float_types(info.item_type)
     return []
+
+
+_SAMPLES = Path(__file__).parents[1] / "data" / "samples"
+_FILL = msgspec.json.decode((_SAMPLES / "alpaca_trade_update_fill_crypto.msg.json").read_bytes())
+
+
+@pytest.mark.parametrize("bad", ["NaN", "sNaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "where", [("qty",), ("price",), ("position_qty",), ("order", "filled_avg_price")]
+)
+def test_the_trading_stream_refuses_a_non_finite_decimal(bad: str, where: tuple[str, ...]) -> None:
+    """msgspec reads "NaN" as a Decimal; an sNaN then raises on the first comparison, in the
+    portfolio, far from the frame: a counted decode error instead."""
+    frame = copy.deepcopy(_FILL)
+    target = frame["data"]
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = bad
+    decoder = alpaca_trading.TradingStreamDecoder()
+    result = decoder.decode(msgspec.json.encode(frame))
+    assert result.messages == [] and decoder.stats.errors == 1
+    assert where[-1] in result.errors[0].reason and "finite" in result.errors[0].reason
+    assert decoder.decode(msgspec.json.encode(_FILL)).messages  # the good frame still decodes

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -34,7 +35,14 @@ from ..feeds.base import FeedGap
 from ..portfolio import Portfolio, execution_key
 from ..risk import RiskEngine, RiskState
 from ..tracing import Tracing
-from .base import Broker, BrokerError, Fill, OrderRejectedError, OrderRequest
+from .base import (
+    Broker,
+    BrokerError,
+    Fill,
+    OrderRejectedError,
+    OrderRequest,
+    OrderWithdrawnError,
+)
 from .sim import SimBroker
 
 __all__ = ["TRADE_UPDATES", "BrokerActor"]
@@ -142,21 +150,19 @@ class BrokerActor(Actor[Any]):
             side=intent.side,
             qty=str(intent.qty),
         )
-        withdrawn = self.risk.recheck(intent)
-        if withdrawn is not None:  # approved, but trading was halted (or ...) while it waited
-            if tracing is not None:  # a submit span that says so, and the order's end
-                now = time.time_ns()
-                tracing.submitting(coid, now)
-                tracing.submitted(coid, now, error=f"withdrawn: {withdrawn}")
-            self.failed["withdrawn"] += 1
-            log.warning("order_withdrawn", reason=withdrawn)
-            self.portfolio.acknowledge(coid)
-            await self._refused(request)
-            return
         if tracing is not None:
             tracing.submitting(coid, time.time_ns())
         try:
-            order = await self.broker.submit(request)
+            # Risk looks again as the order leaves (after the mailbox and the rate limit):
+            # trading may have been halted, or a stop begun, while it waited.
+            order = await self.broker.submit(request, go=partial(self.risk.recheck, intent))
+        except OrderWithdrawnError as exc:
+            if tracing is not None:
+                tracing.submitted(coid, time.time_ns(), error=f"withdrawn: {exc}")
+            self.failed["withdrawn"] += 1
+            log.warning("order_withdrawn", reason=str(exc))
+            self.portfolio.acknowledge(coid)
+            await self._refused(request)
         except OrderRejectedError as exc:
             if tracing is not None:
                 tracing.submitted(coid, time.time_ns(), error=f"rejected: {exc}")

@@ -47,9 +47,11 @@ from tickd.daemon.broker.base import (
     BrokerError,
     BrokerUnavailableError,
     Fill,
+    Gate,
     MalformedResponseError,
     OrderRejectedError,
     OrderRequest,
+    OrderWithdrawnError,
 )
 from tickd.daemon.broker.ratelimit import TokenBucket
 from tickd.daemon.clock import Clock, LiveClock
@@ -245,7 +247,7 @@ class AlpacaBroker:
         s = self.settings
         return f"AlpacaBroker(paper={s.paper}, url_override={s.url_override!r})"
 
-    async def submit(self, request: OrderRequest) -> Order:
+    async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
         cid = request.client_order_id
         log = _log.bind(client_order_id=cid)
         call = partial(self._client.submit_order, _order_request(request))
@@ -255,7 +257,10 @@ class AlpacaBroker:
             if failure is not None:
                 await self._pause(backoff, failure, log)
             try:
-                order = self._order(await self._call(call, cid), cid)
+                # Only the first attempt may be withdrawn: after a failure the venue may have
+                # the order, and the retry is how its one order is found.
+                gate = go if attempt == 0 else None
+                order = self._order(await self._call(call, cid, gate), cid)
             except _CallError as exc:
                 failure = exc
                 if exc.kind in ("refused", "not_found"):
@@ -359,12 +364,18 @@ class AlpacaBroker:
 
     # --- calls ----------------------------------------------------------------------------
 
-    async def _call(self, call: Callable[[], object], cid: str | None = None) -> object:
-        """One alpaca-py call: a token, then a worker thread. Raises :class:`_CallError` or
+    async def _call(
+        self, call: Callable[[], object], cid: str | None = None, go: Gate | None = None
+    ) -> object:
+        """One alpaca-py call: a token, then ``go`` (if given: :class:`OrderWithdrawnError`
+        when it says no), then a worker thread. Raises :class:`_CallError` or
         :class:`MalformedResponseError`, nothing else of the transport's. A cancelled caller waits
         for its thread (about ``timeout`` at most): a request is never abandoned mid-flight."""
         if await self._bucket.acquire():
             self.stats.rate_limited_waits += 1
+        withdrawn = go() if go is not None else None
+        if withdrawn is not None:
+            raise OrderWithdrawnError(withdrawn, client_order_id=cid)
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
         except APIError as exc:

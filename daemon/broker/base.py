@@ -9,8 +9,9 @@ the bus (from the ``trade_updates`` stream, or from the simulator).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from msgspec import Struct
 
@@ -22,9 +23,11 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailableError",
     "Fill",
+    "Gate",
     "MalformedResponseError",
     "OrderRejectedError",
     "OrderRequest",
+    "OrderWithdrawnError",
 ]
 
 
@@ -85,6 +88,11 @@ class OrderRejectedError(BrokerError):
     retrying with the same request cannot succeed."""
 
 
+class OrderWithdrawnError(BrokerError):
+    """Never sent: when its turn to go out came (after the rate limit's wait), the daemon no
+    longer wanted it (trading halted, reduce-only, a stop). Nothing reached the venue."""
+
+
 class BrokerUnavailableError(BrokerError):
     """The venue could not be reached or kept failing (timeouts, 429, 5xx) past the retry
     budget and no order was found under the ``client_order_id`` (the last lookup may itself
@@ -96,10 +104,16 @@ class MalformedResponseError(BrokerError):
     missing): the call's effect, if any, stands, but its answer is lost."""
 
 
+# Asked before an order leaves: None to send it, else why not.
+Gate: TypeAlias = Callable[[], str | None]
+
+
 class Broker(Protocol):
-    async def submit(self, request: OrderRequest) -> Order:
+    async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
         """Place the order once: a retry, a timeout or a duplicate id resolves to the one order
-        the venue has under ``request.client_order_id``. Raises :class:`OrderRejectedError` or
+        the venue has under ``request.client_order_id``. ``go`` is asked right before the first
+        request leaves (after any rate-limit wait): a reason not to send raises
+        :class:`OrderWithdrawnError`. Raises :class:`OrderRejectedError` or
         :class:`BrokerUnavailableError`."""
         ...
 

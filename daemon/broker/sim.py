@@ -37,7 +37,7 @@ from tickd.codecs.schema import (
 )
 
 from ..clock import Clock
-from .base import Fill, OrderRequest
+from .base import Fill, Gate, OrderRequest, OrderWithdrawnError
 
 __all__ = ["SimBroker", "SimSettings", "SimStats"]
 
@@ -92,12 +92,15 @@ class SimBroker:
 
     # --- the Broker protocol -------------------------------------------------------------------
 
-    async def submit(self, request: OrderRequest) -> Order:
+    async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
         coid, intent = request.client_order_id, request.intent
         known = self.orders.get(coid)
         if known is not None:
             self.stats.duplicates += 1
             return known
+        withdrawn = go() if go is not None else None
+        if withdrawn is not None:
+            raise OrderWithdrawnError(withdrawn, client_order_id=coid)
         now = self._clock.now_ns()
         order = Order(
             id=str(uuid.uuid5(_NAMESPACE, coid)),

@@ -16,8 +16,10 @@ from tickd.daemon.broker.actor import BrokerActor
 from tickd.daemon.broker.base import (
     BrokerUnavailableError,
     Fill,
+    Gate,
     OrderRejectedError,
     OrderRequest,
+    OrderWithdrawnError,
 )
 from tickd.daemon.broker.sim import SimBroker, SimSettings
 from tickd.daemon.clock import ManualClock
@@ -95,7 +97,7 @@ async def test_orders_are_sent_and_filled_in_the_order_of_the_batch() -> None:
 @pytest.mark.anyio
 async def test_a_refused_order_becomes_a_rejected_update() -> None:
     class Refusing(SimBroker):
-        async def submit(self, request: OrderRequest) -> Order:
+        async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
             raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
 
     s = Setup(Refusing)
@@ -123,7 +125,7 @@ async def test_an_unknown_outcome_is_never_a_rejection(
     """The venue may hold the order though the call failed: reconciliation asks it."""
 
     class Failing(SimBroker):
-        async def submit(self, request: OrderRequest) -> Order:
+        async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
             if placed:
                 await super().submit(request)
             raise error
@@ -285,7 +287,7 @@ async def test_fills_since_the_last_reconciliation_are_asked_for() -> None:
 @pytest.mark.anyio
 async def test_unknown_outcomes_in_one_batch_lead_to_one_reconciliation() -> None:
     class Failing(SimBroker):
-        async def submit(self, request: OrderRequest) -> Order:
+        async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
             await anyio.sleep(0)  # side by side in the task group
             raise BrokerUnavailableError("timed out", client_order_id=request.client_order_id)
 
@@ -337,7 +339,9 @@ def _closed_bus() -> Callable[[list[Any]], Awaitable[None]]:
 
 
 class _Refusing(SimBroker):
-    async def submit(self, request: OrderRequest) -> Order:
+    async def submit(self, request: OrderRequest, go: Gate | None = None) -> Order:
+        if go is not None and (reason := go()) is not None:  # as the adapters do, first
+            raise OrderWithdrawnError(reason, client_order_id=request.client_order_id)
         raise OrderRejectedError("insufficient buying power", status=403, code=40310000)
 
 

@@ -29,6 +29,7 @@ from tickd.daemon.broker.base import (
     MalformedResponseError,
     OrderRejectedError,
     OrderRequest,
+    OrderWithdrawnError,
 )
 from tickd.daemon.broker.ratelimit import TokenBucket
 from tickd.daemon.clock import Clock, ManualClock
@@ -476,6 +477,33 @@ async def test_every_broker_call_takes_a_token_from_one_bucket(server: AlpacaRes
         clock.advance(60)
     assert len(server.requests("orders")) == 1
     assert broker.stats.rate_limited_waits == 1
+
+
+async def test_an_order_waiting_for_a_token_is_withdrawn_if_its_gate_closes_meanwhile(
+    server: AlpacaRestServer,
+) -> None:
+    """A kill switch thrown while orders wait on the rate limit must hold them back: the gate
+    is asked after the wait, right before the request leaves."""
+    clock = ManualClock(S)
+    broker = broker_for(server, clock, rate_per_minute=1)
+    halted: list[str] = []
+    gate = lambda: halted[0] if halted else None  # noqa: E731
+    await broker.submit(order_request("first"), go=gate)  # the bucket's one token
+    withdrawn: list[str] = []
+
+    async def second() -> None:
+        try:
+            await broker.submit(order_request("second"), go=gate)
+        except OrderWithdrawnError as exc:
+            withdrawn.append(str(exc))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(second)
+        await wait_until(lambda: clock.next_deadline_ns is not None)  # waiting for a token
+        halted.append("trading is halted")
+        clock.advance(60)
+    assert withdrawn and "trading is halted" in withdrawn[0]
+    assert [r.body["client_order_id"] for r in server.requests("submit")] == ["first"]
 
 
 async def test_calls_run_in_a_bounded_pool_off_the_event_loop(server: AlpacaRestServer) -> None:

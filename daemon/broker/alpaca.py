@@ -367,15 +367,14 @@ class AlpacaBroker:
     async def _call(
         self, call: Callable[[], object], cid: str | None = None, go: Gate | None = None
     ) -> object:
-        """One alpaca-py call: a token, then ``go`` (if given: :class:`OrderWithdrawnError`
-        when it says no), then a worker thread. Raises :class:`_CallError` or
+        """One alpaca-py call: ``go`` (if given: :class:`OrderWithdrawnError` when it says no)
+        before and after taking a token, then a worker thread. Raises :class:`_CallError` or
         :class:`MalformedResponseError`, nothing else of the transport's. A cancelled caller waits
         for its thread (about ``timeout`` at most): a request is never abandoned mid-flight."""
+        self._withdraw_if(go, cid)  # not worth a token (a halted backlog would spend them all)
         if await self._bucket.acquire():
             self.stats.rate_limited_waits += 1
-        withdrawn = go() if go is not None else None
-        if withdrawn is not None:
-            raise OrderWithdrawnError(withdrawn, client_order_id=cid)
+        self._withdraw_if(go, cid)  # the wait may have been long
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
         except APIError as exc:
@@ -392,6 +391,12 @@ class AlpacaBroker:
             raise _CallError("unknown", f"{type(exc).__name__}: {exc}") from None
         except ValueError as exc:  # alpaca-py refused an argument (an order id not a UUID)
             raise _CallError("refused", f"invalid request: {exc}") from None
+
+    @staticmethod
+    def _withdraw_if(go: Gate | None, cid: str | None) -> None:
+        withdrawn = go() if go is not None else None
+        if withdrawn is not None:
+            raise OrderWithdrawnError(withdrawn, client_order_id=cid)
 
     async def _read(
         self, call: Callable[[], object], refused: type[BrokerError] = BrokerError

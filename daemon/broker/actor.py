@@ -84,6 +84,7 @@ class BrokerActor(Actor[Any]):
         self.reconciliations = 0
         self.undelivered = 0  # order updates made here the closed bus refused (a stop)
         self.differences: list[str] = []  # the latest reconciliation's findings
+        self.inconsistent_snapshots = 0  # executions kept coming: the clock cut decided
         self._publish = publish
         self._sim = broker if isinstance(broker, SimBroker) else None
         # Fills from here on are compared at the next reconciliation: at start, the last day's.
@@ -244,12 +245,10 @@ class BrokerActor(Actor[Any]):
         """Bring the portfolio in line with the venue; halt trading if the venue can't say.
 
         One at a time. Order events are held back meanwhile (:meth:`Portfolio.freeze`) and
-        applied after, each execution once. The fills are asked for before and after the
-        positions: an execution listed by then and older than the positions request (by the
-        venue's clock, asked just before it: ours may be skewed from the venue's) is in the
-        positions, so it is marked as applied. (What remains is a window of one round trip.)
-        A pending order the venue still does not list after ``pending_limit``
-        seconds is dropped and reported.
+        applied after, each execution once: the venue's snapshot is consistent (see
+        :meth:`_snapshot`), so an execution it lists is in its positions and marked as applied,
+        and one it does not list comes after them. A pending order the venue still does not
+        list after ``pending_limit`` seconds is dropped and reported.
         """
         async with self._reconciling:
             self.risk.reconciling = True
@@ -267,17 +266,7 @@ class BrokerActor(Actor[Any]):
     async def _reconcile(self, why: str) -> None:
         for attempt in range(1, self.reconcile_attempts + 1):
             try:
-                fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
-                orders = [self._local(o) for o in await self.broker.open_orders()]
-                asked_ns = await self.broker.now_ns()  # the venue's time, as its fills carry
-                venue = await self.broker.positions()
-                positions = {self._names.get(s, s): q for s, q in venue.items()}
-                known = {f.execution_id for f in fills}
-                fills += [
-                    self._local(f)
-                    for f in await self.broker.fills(self._since_ns)
-                    if f.execution_id not in known and f.ts_event <= asked_ns
-                ]
+                fills, orders, positions = await self._snapshot()
                 break
             except Exception as exc:
                 _log.warning("reconcile_failed", why=why, attempt=attempt, error=str(exc))
@@ -310,6 +299,28 @@ class BrokerActor(Actor[Any]):
             differences=len(self.differences),
             working=sorted(portfolio.orders),  # what the daemon counts as working from now on
         )
+
+    async def _snapshot(self, tries: int = 5) -> tuple[list[Fill], list[Order], dict[str, Decimal]]:
+        """The venue's fills, open orders and positions, consistent with each other: the fills
+        are listed before and after the orders and positions, and the snapshot is taken again
+        until no execution came in between (then the positions hold exactly the fills listed,
+        and any later one is still to come on the stream). A venue too busy for that, ``tries``
+        times over, is cut by its own clock: an execution no later than the positions request
+        is taken as in them."""
+        fills = [self._local(f) for f in await self.broker.fills(self._since_ns)]
+        for _ in range(tries):
+            orders = [self._local(o) for o in await self.broker.open_orders()]
+            asked_ns = await self.broker.now_ns()  # the venue's time, as its fills carry
+            venue = await self.broker.positions()
+            positions = {self._names.get(s, s): q for s, q in venue.items()}
+            after = [self._local(f) for f in await self.broker.fills(self._since_ns)]
+            known = {f.execution_id for f in fills}
+            if all(f.execution_id in known for f in after):
+                return fills, orders, positions
+            fills = after
+        self.inconsistent_snapshots += 1
+        _log.warning("reconcile_snapshot_cut_by_clock", tries=tries)
+        return [f for f in fills if f.ts_event <= asked_ns], orders, positions
 
     def _local(self, item: _T) -> _T:
         """The venue's item under the daemon's symbol (Alpaca names crypto positions BTCUSD)."""

@@ -328,6 +328,37 @@ async def test_a_fill_between_the_fills_and_the_positions_requests_counts_once()
     assert s.portfolio.position("AAPL") == 10
 
 
+@pytest.mark.anyio
+async def test_a_fill_inside_the_positions_counts_once_whatever_the_venues_clock_says() -> None:
+    """A fill made as the positions are asked for is in them, though its stamp is later than
+    the venue's clock read just before (a skew, or a venue stamping fills with the trade's
+    time): the snapshot is taken again until no execution came in between, not cut by time."""
+    s = Setup()
+    await s.actor.on_start()
+    s.portfolio.add_working("c1", request("c1").intent, pending_since=s.clock.now_ns())
+    await s.broker.submit(request("c1"))
+    stream: list[OrderUpdate] = []
+
+    class Racing(SimBroker):
+        async def positions(self) -> dict[str, Decimal]:
+            if not stream:  # the fill happens now, stamped 5 s after the clock just read
+                s.published.clear()
+                await SimBroker.on_market(self, [trade(100.0, 5)])
+                stream.extend(u for u in s.published if type(u) is OrderUpdate)
+            return await super().positions()
+
+        async def now_ns(self) -> int:
+            return T0 + 10**9
+
+    s.broker.__class__ = Racing
+    await s.actor.reconcile("test")
+    assert s.portfolio.position("AAPL") == 10
+    for update in stream:  # the stream delivers it after the reconciliation
+        s.portfolio.apply(update)
+    assert s.portfolio.position("AAPL") == 10
+    assert s.actor.inconsistent_snapshots == 0
+
+
 def _closed_bus() -> Callable[[list[Any]], Awaitable[None]]:
     closed: Mailbox[Any] = Mailbox("risk", 10)
     closed.close()

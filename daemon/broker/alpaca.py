@@ -25,6 +25,7 @@ round to microseconds, and its status set grows faster than alpaca-py's enums.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -63,6 +64,7 @@ _log = structlog.get_logger("tickd.broker")
 _T = TypeVar("_T")
 _OPEN_ORDERS_LIMIT: Final = 500  # Alpaca's largest page of orders
 _FILLS_PAGE: Final = 100  # Alpaca's largest page of account activities
+_CLIENT_IDS_KEPT: Final = 10_000  # order id -> client order id lookups remembered
 _MESSAGE_CHARS: Final = 200
 
 
@@ -239,6 +241,9 @@ class AlpacaBroker:
         self.stats = AlpacaBrokerStats()
         self._clock = clock or LiveClock()
         self._client = _TradingClient(api_key, secret_key, self.settings)
+        # Order id -> client order id (never changes): a reconciliation lists the same fills
+        # again, and each lookup costs one of the account's 200 requests a minute.
+        self._client_ids: OrderedDict[str, str] = OrderedDict()
         self._limiter = anyio.CapacityLimiter(self.settings.workers)
         self._bucket = TokenBucket(self.settings.rate_per_minute, clock=self._clock)
         self._orders = TradingStreamDecoder("json")
@@ -342,11 +347,13 @@ class AlpacaBroker:
                 break
             query["page_token"] = page[-1].id
         kept = sorted((pair for pair in activities if pair[0] >= since_ns), key=lambda p: p[0])
-        client_ids: dict[str, str] = {}
+        client_ids = self._client_ids
         for _, item in kept:
             if item.order_id not in client_ids:
                 raw = await self._read(partial(self._client.get_order_by_id, item.order_id))
                 client_ids[item.order_id] = self._order(raw).client_order_id
+                if len(client_ids) > _CLIENT_IDS_KEPT:
+                    client_ids.popitem(last=False)
         return [
             Fill(
                 execution_id=item.id,

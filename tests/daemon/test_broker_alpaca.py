@@ -370,6 +370,8 @@ async def test_fills_follow_pages_and_look_each_order_up_once(server: AlpacaRest
         (True, "asc"),
     ]
     assert len(server.requests("order")) == 1
+    await broker.fills(0)  # a reconciliation lists them again: no lookup spent twice
+    assert len(server.requests("order")) == 1
 
 
 async def test_cancel_asks_the_venue_and_a_refused_cancel_raises(server: AlpacaRestServer) -> None:

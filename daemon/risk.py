@@ -84,7 +84,6 @@ class RiskEngine:
         self.reason = "config"
         self.approved = 0
         self.denied: Counter[str] = Counter()  # by rule
-        self.withdrawn: Counter[str] = Counter()  # approved, refused at the send (by rule)
         self.reconciling = False  # set by the broker actor while local state is being replaced
         self.stopping = False  # set by the app's stop before it cancels open orders
         self._sent: deque[int] = deque()  # monotonic times of approvals in the last minute
@@ -149,21 +148,17 @@ class RiskEngine:
     def recheck(self, intent: OrderIntent) -> str | None:
         """None if an approved order may still be sent, else why not: it waited for the broker
         (a backlog of slow submits) while trading was halted, a reduce-only state began or the
-        daemon began to stop. A kill switch that let the queue out would not be one."""
-        rule, reason = None, ""
+        daemon began to stop. A kill switch that let the queue out would not be one. (Asked
+        again and again while an order waits on the rate limit: it counts nothing.)"""
         if self.stopping:
-            rule, reason = "stopping", "the daemon is stopping"
-        elif self.state is RiskState.HALTED:
-            rule, reason = "halted", f"trading is halted ({self.reason})"
-        elif self.state is RiskState.REDUCING:
+            return "the daemon is stopping"
+        if self.state is RiskState.HALTED:
+            return f"trading is halted ({self.reason})"
+        if self.state is RiskState.REDUCING:
             after = self.portfolio.exposure(intent.symbol)  # the approved order counts in it
-            held = after - intent.signed_qty
-            if not _reduces(held, after):
-                rule, reason = "reducing", f"only orders that reduce a position ({self.reason})"
-        if rule is None:
-            return None
-        self.withdrawn[rule] += 1
-        return reason
+            if not _reduces(after - intent.signed_qty, after):
+                return f"only orders that reduce a position ({self.reason})"
+        return None
 
     def _check(self, intent: OrderIntent) -> tuple[str | None, str]:
         self.watch_loss()

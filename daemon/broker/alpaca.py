@@ -379,9 +379,14 @@ class AlpacaBroker:
         :class:`MalformedResponseError`, nothing else of the transport's. A cancelled caller waits
         for its thread (about ``timeout`` at most): a request is never abandoned mid-flight."""
         self._withdraw_if(go, cid)  # not worth a token (a halted backlog would spend them all)
-        if await self._bucket.acquire():
+        # Waiting for a token, the order is given up as soon as ``go`` says no (its slot back).
+        waited = await self._bucket.acquire(None if go is None else lambda: go() is not None)
+        if waited is None:  # given up, its token handed back: it must not go out now
+            reason = (go() if go is not None else None) or "withdrawn while waiting for a token"
+            raise OrderWithdrawnError(reason, client_order_id=cid)
+        if waited:
             self.stats.rate_limited_waits += 1
-        self._withdraw_if(go, cid)  # the wait may have been long
+        self._withdraw_if(go, cid)
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
         except APIError as exc:

@@ -10,11 +10,14 @@ drives it with a :class:`~tickd.daemon.clock.ManualClock`. No library in the loc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tickd.daemon.clock import Clock, LiveClock
 
 __all__ = ["TokenBucket"]
 
 _NS_PER_MINUTE = 60_000_000_000
+_POLL = 0.05  # seconds between two looks at a waiting caller's give_up
 
 
 class TokenBucket:
@@ -37,14 +40,24 @@ class TokenBucket:
         self._interval_ns = round(_NS_PER_MINUTE / rate_per_minute)
         self._full_at_ns = self._clock.monotonic_ns()  # the bucket is full from this time on
 
-    async def acquire(self) -> float:
+    async def acquire(self, give_up: Callable[[], bool] | None = None) -> float | None:
         """Take one token, waiting for it if the bucket is empty; returns the seconds waited
-        (0.0 when a token was there). A caller cancelled while it waits loses its slot."""
+        (0.0 when a token was there). A caller cancelled while it waits loses its slot. With
+        ``give_up``, asked every ``_POLL`` seconds of the wait: True hands the slot back (the
+        request will not be made) and returns None."""
         now = self._clock.monotonic_ns()
         full_at = max(self._full_at_ns, now)
         self._full_at_ns = full_at + self._interval_ns
         wait_ns = full_at + self._interval_ns - self.burst * self._interval_ns - now
         if wait_ns <= 0:
             return 0.0
-        await self._clock.sleep(wait_ns / 1e9)
+        if give_up is None:
+            await self._clock.sleep(wait_ns / 1e9)
+            return wait_ns / 1e9
+        until = now + wait_ns
+        while (left := until - self._clock.monotonic_ns()) > 0:
+            if give_up():
+                self._full_at_ns -= self._interval_ns  # unused: the next caller may have it
+                return None
+            await self._clock.sleep(min(left / 1e9, _POLL))
         return wait_ns / 1e9

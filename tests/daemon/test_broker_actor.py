@@ -436,4 +436,3 @@ async def test_approved_orders_waiting_for_the_broker_obey_a_later_halt(
     assert s.actor.failed == {"withdrawn": len(withdrawn)}
     assert s.actor.sent == 2 - len(withdrawn)  # under REDUCING the sell still goes
     assert s.portfolio.working("AAPL") == 0 and s.portfolio.pending == {}
-    assert sum(s.risk.withdrawn.values()) == len(withdrawn)

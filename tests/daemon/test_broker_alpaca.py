@@ -562,3 +562,26 @@ async def test_a_restarted_daemon_reconciles_then_sends_a_replayed_decision_only
     (finished,) = [u for u in published if type(u) is OrderUpdate]
     assert finished.event == "fill" and finished.qty is None  # done; its fill is in positions
     assert portfolio.position("MSFT") == 2
+
+
+async def test_a_waiter_that_gives_up_hands_its_slot_back() -> None:
+    """Orders withdrawn while they wait on the rate limit must not leave their slots taken: the
+    stop's cancel sweep comes after them."""
+    clock = ManualClock(S)
+    bucket = TokenBucket(60, burst=1, clock=clock)  # one a second
+    assert await bucket.acquire() == 0.0
+    halted = False
+    results: list[float | None] = []
+
+    async def wait() -> None:
+        results.append(await bucket.acquire(lambda: halted))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(wait)
+        await wait_until(lambda: clock.next_deadline_ns is not None)
+        halted = True
+        clock.advance(0.1)  # their next look
+    assert results == [None] * 5
+    clock.advance(1.0)
+    assert await bucket.acquire() == 0.0  # the five slots came back: a token is there

@@ -13,6 +13,8 @@ simulator: events seen before the order arrived are kept (a short history per sy
 matched first. So a replay fills the same way at any speed. It emits the same ``OrderUpdate``
 events as Alpaca's ``trade_updates`` stream (``new``, ``fill``, ``canceled``), and refuses a
 reused ``client_order_id`` the way the venue does (by returning the order it already has).
+It remembers every open order and the latest ``FINISHED`` finished ones (a dry run of weeks must
+not keep them all): an id reused after that many orders have finished is a new order.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from tickd.codecs.schema import (
 from ..clock import Clock
 from .base import Fill, Gate, OrderRequest, OrderWithdrawnError
 
-__all__ = ["SimBroker", "SimSettings", "SimStats"]
+__all__ = ["FINISHED", "SimBroker", "SimSettings", "SimStats"]
+
+FINISHED = 10_000  # finished orders remembered (and fills kept), the latest ones
 
 _NAMESPACE = uuid.UUID("6f1c1d2e-7b0a-4b53-9d7e-2a4c9e0f5a11")
 _CENT = Decimal("0.0001")
@@ -78,14 +82,15 @@ class SimBroker:
     ) -> None:
         self.settings = settings
         self.stats = SimStats()
-        self.orders: dict[str, Order] = {}  # by client order id
+        self.orders: dict[str, Order] = {}  # by client order id: open, and the latest finished
+        self._finished: deque[str] = deque()  # client order ids of finished orders, oldest first
         self._publish = publish
         self._clock = clock
         self._open: dict[str, list[_Working]] = {}
         self._recent: dict[str, deque[Any]] = {}
         self._positions: dict[str, Decimal] = {}
         # The latest fills, for a reconciliation's look back (a long dry run must not keep all).
-        self._fills: deque[Fill] = deque(maxlen=10_000)
+        self._fills: deque[Fill] = deque(maxlen=FINISHED)
         self._slip = Decimal(repr(settings.slippage_bps)) / 10_000
         self._per_share = Decimal(repr(settings.fee_per_share))
         self._rate = Decimal(repr(settings.fee_rate))
@@ -227,7 +232,7 @@ class SimBroker:
             filled_at=ts,
             updated_at=ts,
         )
-        self.orders[order.client_order_id] = filled
+        self._finish(filled)
         execution = str(uuid.uuid5(_NAMESPACE, f"{order.id}:fill"))
         self.stats.fills += 1
         self.stats.fees += qty * self._per_share + qty * price * self._rate
@@ -259,6 +264,13 @@ class SimBroker:
 
     def _cancel(self, working: _Working, ts: int, updates: list[Any]) -> None:
         order = structs.replace(working.order, status="canceled", canceled_at=ts, updated_at=ts)
-        self.orders[order.client_order_id] = order
+        self._finish(order)
         self.stats.canceled += 1
         updates.append(OrderUpdate(event="canceled", order=order, ts_event=ts, ts_recv=ts))
+
+    def _finish(self, order: Order) -> None:
+        """Record ``order``'s final state; forget the oldest finished order past ``FINISHED``."""
+        self.orders[order.client_order_id] = order
+        self._finished.append(order.client_order_id)
+        if len(self._finished) > FINISHED:
+            del self.orders[self._finished.popleft()]

@@ -10,7 +10,7 @@ import pytest
 
 from tickd.codecs.schema import Bar, CryptoTrade, OrderUpdate, Quote, Trade
 from tickd.daemon.broker.base import OrderRequest
-from tickd.daemon.broker.sim import SimBroker, SimSettings
+from tickd.daemon.broker.sim import FINISHED, SimBroker, SimSettings
 from tickd.daemon.clock import ManualClock
 from tickd.strategies.base import OrderIntent
 
@@ -327,6 +327,29 @@ async def test_a_reused_client_order_id_returns_the_same_order_and_publishes_not
     assert len(sim.batches) == batches
     assert await sim.broker.positions() == {"AAPL": D(10)}
     assert sim.broker.stats.duplicates == 2
+
+
+async def test_open_orders_and_the_latest_finished_ones_are_remembered_not_every_order() -> None:
+    """A long dry run must not keep every order it ever sent (the soak found the dict growing):
+    open orders stay whatever their age; of the finished, the latest ``FINISHED``."""
+    sim = Sim()
+    await sim.broker.submit(request("buy", "1", coid="working", limit="1"))  # never crosses
+    extra = 5
+    coids = [f"m{i}" for i in range(FINISHED + extra)]
+    for coid in coids:
+        await sim.broker.submit(request("buy", "1", coid=coid))
+    await sim.broker.on_market([trade(DECIDED + 1, 100.0)])  # fills every market order
+    orders = sim.broker.orders
+    assert len(orders) == FINISHED + 1
+    assert orders["working"].status == "new"
+    assert not any(c in orders for c in coids[:extra])  # the oldest finished are forgotten
+    assert all(orders[c].status == "filled" for c in coids[extra:])
+    assert len(await sim.broker.fills(0)) == FINISHED
+    remembered = await sim.broker.submit(request("buy", "1", coid=coids[extra]))
+    assert remembered.status == "filled" and sim.broker.stats.duplicates == 1
+    await sim.broker.submit(request("buy", "1", coid=coids[0]))  # forgotten: a new order
+    assert sim.broker.stats.duplicates == 1
+    assert sim.broker.stats.submitted == 1 + len(coids) + 1
 
 
 async def test_fees_per_share_and_rate_add_up_exactly() -> None:

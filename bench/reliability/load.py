@@ -38,8 +38,9 @@ within its capacity; and the RSS grows by no more than what the buffers held at 
 plus ``RSS_SLACK``. The control (conflation off, in the tests) shows the burst is a real
 overload: the daemon falls behind its socket, is dropped, and loses trades.
 
-Soak. The same graph (the quote strategy without the CPU cost; with ``ema_cross`` on every
-symbol, fed 200 bars a second by the cycled frames, about 6 orders a second in all) at
+Soak. The same graph (the quote strategy without the CPU cost, an order about every 30 s;
+``ema_cross`` on three symbols, fed by their trades: a few orders a minute in all, as a real
+book trades, see ``SOAK_ORDER_EVERY``) at
 20k msg/s for ``seconds``, the writer resetting the connection every ``DROP_MEAN`` seconds on
 average and writing on the next connection what the reset kept from being written, so the
 average stays 20k msg/s. RSS, open file descriptors and asyncio tasks are sampled every second;
@@ -127,7 +128,12 @@ ORDER_EVERY = 200  # quotes between two of its orders
 MAX_LAG = 0.5  # seconds behind the writer at the end of a sustained step, at most
 SOAK_RATE = 20_000  # msg/s
 DROP_MEAN = 5.0  # seconds between two connection resets, on average (soak)
-SOAK_ORDER_EVERY = 2_000  # about 2 orders a second (see the module: the sim broker's fills)
+# The soak's orders: the probe's one every ~30 s, and ema_cross on a few symbols. A real book
+# trades a few times a minute; at several orders a second the per-order memory (risk's sent
+# ids, the portfolio's executions seen, the sim broker's finished orders: bounded, but filling
+# for hours at that rate) would be the slope, not a leak.
+SOAK_ORDER_EVERY = 60_000
+SOAK_TREND = SYMBOLS[:3]
 SLOPE_LIMIT = 30.0  # kB/min: |RSS slope| after the warm-up of the full soak (9 minutes of samples)
 # The quick soak's 20 s of samples, early in the run: about 1.7 B per message at 20k msg/s, so
 # it catches a leak per message, not one per order (the full run's bound is for those).
@@ -795,7 +801,7 @@ async def soak(seconds: float, warm_up: float, slope_limit: float = SLOPE_LIMIT)
     schedule = Schedule(((SOAK_RATE, 1.0),), drop=DROP_MEAN, loop=True)
     with _writer() as writer:
         probe = QuoteProbe(SYMBOLS, 0.0, SOAK_ORDER_EVERY)
-        run = await _run(writer, schedule, probe, seconds=seconds, every=1.0)
+        run = await _run(writer, schedule, probe, seconds=seconds, every=1.0, trend=SOAK_TREND)
     start = run.samples[0][0]
     after = [s for s in run.samples if s[0] - start >= warm_up]
     times = [(t - start) / 60 for t, _, _, _ in after]

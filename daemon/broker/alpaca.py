@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final, Literal, TypeVar
@@ -35,6 +36,7 @@ import anyio
 import msgspec
 import requests
 import structlog
+from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
@@ -65,6 +67,9 @@ _T = TypeVar("_T")
 _OPEN_ORDERS_LIMIT: Final = 500  # Alpaca's largest page of orders
 _FILLS_PAGE: Final = 100  # Alpaca's largest page of account activities
 _CLIENT_IDS_KEPT: Final = 10_000  # order id -> client order id lookups remembered
+_LOOKUPS_AT_MOST: Final = 3  # more fills of unknown orders than this: list the orders instead
+_LISTING_PAGES: Final = 10
+_LISTING_MARGIN_NS: Final = 86_400 * 10**9  # orders submitted up to a day before their fill
 _MESSAGE_CHARS: Final = 200
 
 
@@ -322,6 +327,28 @@ class AlpacaBroker:
             for p in self._convert(raw, list[_PositionWire], "positions")
         }
 
+    async def _list_client_ids(self, since_ns: int) -> None:
+        """Learn the client order ids of the orders submitted since ``since_ns`` from a listing
+        (500 a page): a restart's reconciliation names a day of fills' orders in a few requests
+        instead of one each (at 200 a minute, 160 fills held READY back for 50 s)."""
+        after = since_ns
+        for _ in range(_LISTING_PAGES):
+            query = GetOrdersRequest(
+                status=QueryOrderStatus.ALL,
+                limit=_OPEN_ORDERS_LIMIT,
+                after=datetime.fromtimestamp(after / 1e9, UTC),
+                direction=Sort.ASC,
+            )
+            raw = await self._read(partial(self._client.get_orders, query))
+            page = [self._order(item) for item in self._convert(raw, list[Any], "orders")]
+            for order in page:
+                self._client_ids[order.id] = order.client_order_id
+            while len(self._client_ids) > _CLIENT_IDS_KEPT:
+                self._client_ids.popitem(last=False)
+            if len(page) < _OPEN_ORDERS_LIMIT or page[-1].submitted_at is None:
+                return
+            after = page[-1].submitted_at
+
     async def now_ns(self) -> int:
         """``GET /v2/clock``'s timestamp."""
         raw = await self._read(partial(self._client.get, "/clock"))
@@ -348,6 +375,9 @@ class AlpacaBroker:
             query["page_token"] = page[-1].id
         kept = sorted((pair for pair in activities if pair[0] >= since_ns), key=lambda p: p[0])
         client_ids = self._client_ids
+        unknown = {item.order_id for _, item in kept if item.order_id not in client_ids}
+        if len(unknown) > _LOOKUPS_AT_MOST:
+            await self._list_client_ids(since_ns - _LISTING_MARGIN_NS)
         for _, item in kept:
             if item.order_id not in client_ids:
                 raw = await self._read(partial(self._client.get_order_by_id, item.order_id))

@@ -374,6 +374,19 @@ async def test_fills_follow_pages_and_look_each_order_up_once(server: AlpacaRest
     assert len(server.requests("order")) == 1
 
 
+async def test_fills_of_many_orders_name_them_from_one_listing(server: AlpacaRestServer) -> None:
+    """A restart's reconciliation lists a day of fills: their orders are named from a listing
+    of orders (a few requests), not one lookup each against 200 requests a minute."""
+    broker = broker_for(server)
+    for n in range(8):
+        await broker.submit(order_request(f"c{n}"))
+        server.fill(f"c{n}", "101.25")
+    restarted = broker_for(server)  # remembers nothing
+    fills = await restarted.fills(0)
+    assert sorted(f.client_order_id for f in fills) == [f"c{n}" for n in range(8)]
+    assert len(server.requests("orders")) == 1 and server.requests("order") == []
+
+
 async def test_cancel_asks_the_venue_and_a_refused_cancel_raises(server: AlpacaRestServer) -> None:
     broker = broker_for(server)
     order = await broker.submit(order_request(type="limit", limit_price=Decimal("1")))

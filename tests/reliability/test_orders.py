@@ -39,6 +39,5 @@ def test_a_daemon_killed_with_open_orders_restores_them_and_submits_nothing_agai
     assert len(run.ready_seconds) == 2 and run.kills_with_open_orders == 2
     # Orders rested at each kill and the restarted daemon took the ones still open as working.
     assert run.open_at_kills >= 2 and run.restored >= 1
-    assert run.venue_orders > run.open_at_kills
     # The kill switch on the daemon's path: halted with orders open, the stop cancelled them.
     assert run.halted_open >= 1 and run.halted_cancelled >= 1 and run.left_open == 0

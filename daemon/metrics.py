@@ -139,6 +139,7 @@ class Metrics:
             frames=total["frames"],
             decode_errors=total["decode_errors"],
             dropped_frames=total["dropped_frames"],
+            protocol_errors=total["protocol_errors"],
             dropped=total["dropped"],
             conflated=total["conflated"],
             reconnects=total["reconnects"],
@@ -153,8 +154,8 @@ class Metrics:
 
     def status_text(self) -> str:
         """One short line for the service manager's STATUS=, e.g. ``ready · 1234 msg/s · 3 orders
-        · p99 decision 850 us · 0 errors``, and the latest feed gap. Errors: decode errors,
-        actor restarts, strategy errors and orders whose fate the broker left unknown."""
+        · p99 decision 850 us · 0 errors``, and the latest feed gap. Errors: decode and protocol
+        errors, actor restarts, strategy errors and orders whose fate the broker left unknown."""
         parts = ["ready" if self.app.ready else "starting"]
         if self.app.broker is not None and self.app.risk.state != RiskState.ACTIVE:
             parts.append(f"risk {self.app.risk.state}")
@@ -165,7 +166,10 @@ class Metrics:
         decision = self.tracing.stages.get("decision") if self.tracing is not None else None
         if decision is not None and decision.count:
             parts.append(f"p99 decision {decision.percentile(99) / 1000:.0f} us")
-        errors = sum(self._total(n) for n in ("decode_errors", "restarts", "strategy_errors"))
+        errors = sum(
+            self._total(n)
+            for n in ("decode_errors", "protocol_errors", "restarts", "strategy_errors")
+        )
         errors += orders.get("unavailable", 0) + orders.get("error", 0)
         parts.append(f"{errors} errors")
         gaps = [g for f in self.app.feeds if (g := getattr(f, "last_gap", None)) is not None]
@@ -256,6 +260,7 @@ def _feed_counts(feed: Feed) -> dict[str, int]:
         "frames": stats.frames,
         "decode_errors": stats.decode_errors,
         "dropped_frames": stats.dropped_frames,
+        "protocol_errors": stats.protocol_errors,
         "reconnects": max(stats.connects - 1, 0),
         "gaps": stats.gaps,
     }
@@ -305,6 +310,12 @@ _COUNTERS: dict[str, _Counter] = {
         "{frame}",
         "frames dropped: the feed's raw queue was full",
         lambda m: m._feeds("dropped_frames"),
+    ),
+    "protocol_errors": _Counter(
+        "source",
+        "{connection}",
+        "connections closed because the server broke the websocket protocol",
+        lambda m: m._feeds("protocol_errors"),
     ),
     "reconnects": _Counter(
         "source", "{connection}", "connections after the first", lambda m: m._feeds("reconnects")

@@ -42,7 +42,8 @@ _STOCKS, _CRYPTO = ("AAPL", "MSFT"), ("BTC/USD",)
 Asset = Literal["stocks", "crypto"]
 # The kinds of bad input the malformed scenario injects, and the chaos switch of each.
 MALFORMED = ("invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type")
-KINDS = (*MALFORMED, "garbage", "oversized")
+BROKEN = ("reserved_bit", "opcode", "truncated")  # frames that break the websocket protocol itself
+KINDS = (*MALFORMED, "garbage", "oversized", *BROKEN)
 
 
 def figures(quick: bool) -> list[Row]:
@@ -364,8 +365,9 @@ async def half_open(trials: int, seed: int = 9) -> list[Row]:
 
 async def malformed(per_kind: int) -> list[Row]:
     """Each kind of bad frame, ``per_kind`` times into a msgpack and a JSON feed: every bad input
-    counted (decode errors, unknown types, or the reconnect an oversized frame forces), no
-    crash, and good data flowing before, during and after."""
+    counted (decode errors, unknown types, or the protocol errors an oversized frame or a
+    protocol-breaking one closes the connection for), no crash, and good data flowing before,
+    during and after."""
     rows: list[Row] = []
     crashes: list[str] = []
     flowed = 0
@@ -388,6 +390,8 @@ async def _malformed_kind(kind: str, per_kind: int, crashes: list[str]) -> tuple
     if kind in MALFORMED:
         switch: dict[str, Any] = {"malformed_every": every, "malformed_kinds": (kind,)}
         fault = f"malformed_{kind}"
+    elif kind in BROKEN:
+        switch, fault = {"broken_every": every, "broken_kinds": (kind,)}, f"broken_{kind}"
     else:
         switch, fault = {f"{kind}_every": every}, kind
     async with anyio.create_task_group() as tasks:
@@ -404,15 +408,17 @@ async def _malformed_kind(kind: str, per_kind: int, crashes: list[str]) -> tuple
         def counted() -> int:
             if kind == "unknown_type":
                 return sum(f.decoder.stats.unknown for f in feeds)
-            if kind == "oversized":
-                return sum(f.stats.connects - 1 for f in feeds)
+            if kind == "oversized" or kind in BROKEN:
+                return sum(f.stats.protocol_errors for f in feeds)
             return sum(f.stats.decode_errors for f in feeds)
 
         before = await _until(lambda: all(w.live > 0 for w in watches), 10)
         baseline, live = counted(), [w.live for w in watches]
         exchange.chaos.update(switch)
         await _until(lambda: exchange.chaos.injected.get(fault, 0) >= 2 * per_kind, 30)
-        exchange.chaos.update(dict.fromkeys(switch, 0) | {"malformed_kinds": MALFORMED})
+        exchange.chaos.update(
+            dict.fromkeys(switch, 0) | {"malformed_kinds": MALFORMED, "broken_kinds": BROKEN}
+        )
         injected = exchange.chaos.injected.get(fault, 0)
         during = all(w.live > n for w, n in zip(watches, live, strict=True))
         live = [w.live for w in watches]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -40,6 +40,13 @@ class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         "missing_fields",  # a trade without its price
         "nan_price",  # a trade whose price is NaN
         "unknown_type",  # a message type the codec has never seen
+    )
+    broken_every: int = 0  # every Nth frame breaks the websocket protocol, of the kinds below in
+    #                        turn; the client must close the connection (and reconnect)
+    broken_kinds: tuple[Literal["reserved_bit", "opcode", "truncated"], ...] = (
+        "reserved_bit",  # a data frame with RSV2 set: no extension defines it (close 1002)
+        "opcode",  # a frame of the reserved opcode 0x3 (close 1002)
+        "truncated",  # a frame cut short, then the end of the stream (no close frame)
     )
     # Trading API.
     submit_timeout_every: int = 0  # every Nth order submission is accepted but never answered

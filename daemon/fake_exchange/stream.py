@@ -13,10 +13,11 @@ the subscribed channels and symbols (``*``: every symbol). A client that cannot 
 
 The faults in :class:`~.chaos.ChaosSettings` apply per connection, counted in data messages sent
 (drop, stall, delay) or frames (garbage, oversized, malformed: a well-formed frame with a bad
-payload, of ``malformed_kinds`` in turn, before the data frame); ``connect_error`` answers the
-auth with that error and closes; a restart closes every connection and refuses upgrades with
-HTTP 503. :meth:`StreamServer.abort_connections` is a crash as the clients see it (a TCP reset,
-no close frame).
+payload, of ``malformed_kinds`` in turn, before the data frame; broken: a frame that breaks the
+websocket protocol, of ``broken_kinds`` in turn, and the end of that connection);
+``connect_error`` answers the auth with that error and closes; a restart closes every
+connection and refuses upgrades with HTTP 503. :meth:`StreamServer.abort_connections` is a crash
+as the clients see it (a TCP reset, no close frame).
 
 Plain HTTP GETs (no upgrade) get the historical bars: ``/v2/stocks/bars`` and
 ``/v1beta3/crypto/us/bars`` with Alpaca's parameters and paging, keys in the ``APCA-API-KEY-ID``
@@ -246,6 +247,12 @@ def _fault_frame(kind: str, encoding: Encoding, size: int = 0) -> bytes:
     return encode([{"T": "padding", "p": "x" * size}])
 
 
+# Server frames are not masked: FIN and opcode, then the length (126: two bytes follow).
+_BROKEN_FRAMES: Final = {
+    "reserved_bit": bytes([0x80 | 0x20 | 0x2, 4]) + b"rsv2",  # RSV2: no extension defines it
+    "opcode": bytes([0x80 | 0x3, 6]) + b"opcode",  # 0x3: reserved for a future data frame
+    "truncated": bytes([0x80 | 0x2, 126]) + (1000).to_bytes(2, "big") + b"only ten b",
+}
 _BAD_UTF8: Final = (b"~~~~", b"\xff\xfe\xfd\xfc")  # a placeholder symbol, and what replaces it
 MALFORMED_KINDS: Final = frozenset(
     {"invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type"}
@@ -297,6 +304,7 @@ class StreamServer:
         self._clients: set[_Client] = set()
         self._slots: dict[tuple[str, str], _Client] = {}  # (key, path) -> its connection
         self._rest_count = 0
+        self._broken = 0  # protocol-breaking frames sent (the next one is of the next kind)
 
     async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started(url)`` once listening."""
@@ -529,12 +537,15 @@ class StreamServer:
             ("garbage", settings.garbage_every),
             ("oversized", settings.oversized_every),
             ("malformed", settings.malformed_every),
+            ("broken", settings.broken_every),
         ):
             if chaos.every(every, client.frames + 1):
                 client.frames += 1
                 if fault == "malformed":
                     await self._send_malformed(client, messages[0])
                     continue
+                if fault == "broken":
+                    return self._send_broken(client)
                 chaos.count(fault)
                 await client.send_frame(
                     _fault_frame(fault, client.encoding, settings.oversized_bytes)
@@ -579,6 +590,22 @@ class StreamServer:
                 websocket.protocol.send_text(frame)
         else:
             await client.send_frame(frame)
+
+    def _send_broken(self, client: _Client) -> bool:
+        """Write one frame of the next protocol-breaking kind (counted as ``broken_<kind>``)
+        straight onto the transport, past the library, which would never write it; the
+        connection is then over (False): the client closes it, or the stream ends."""
+        kinds = self.chaos.settings.broken_kinds
+        if not kinds:
+            return True
+        kind = kinds[self._broken % len(kinds)]  # in turn across connections: each is the last
+        self._broken += 1
+        self.chaos.count(f"broken_{kind}")
+        transport = client.websocket.transport
+        transport.write(_BROKEN_FRAMES[kind])
+        if kind == "truncated":
+            transport.close()  # what was written is flushed, then the end of the stream
+        return False
 
     # --- bar history (REST) -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ class FeedStats(Struct, kw_only=True):
     messages: int = 0  # data messages published
     dropped_frames: int = 0  # the raw queue was full
     decode_errors: int = 0
+    protocol_errors: int = 0  # connections closed because the server broke the websocket protocol
     rejected: int = 0
     mismatches: int = 0
     gaps: int = 0

@@ -11,7 +11,8 @@ queue, or an update that does not decode, drops the connection (``on_loss="recon
 that ends in a gap report and a reconciliation, never in a silently missing fill.
 
 HTTP 429 on the upgrade (one trading stream per account; a stale session holds the slot until the
-server reaps it) is retried with backoff like any non-fatal refusal. The market-hours silence
+server reaps it) waits its ``Retry-After``, or ``rate_limited_wait`` (the reap window) without
+one, before the next try, and ends the fast retries, as any refusal does. The market-hours silence
 watchdog is off, and must stay off: an account with no orders is legitimately silent for hours.
 """
 

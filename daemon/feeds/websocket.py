@@ -40,7 +40,13 @@ import structlog
 from anyio.abc import TaskStatus
 from msgspec import Struct
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    PayloadTooBig,
+    ProtocolError,
+)
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
@@ -159,6 +165,19 @@ class _LostError(Exception):
         super().__init__(reason)
         self.wait_at_least = wait_at_least
         self.refused = refused
+
+
+def _broke_protocol(closed: ConnectionClosed) -> bool:
+    """Whether the server's bytes broke the websocket protocol and we closed for it: bad
+    framing (1002), a text frame that is not UTF-8 (1007), a frame past ``max_size`` (1009),
+    or a frame cut short by the end of the stream. An end of the stream between frames (a
+    crash, a reset) is a lost connection, not a protocol error."""
+    cause = closed.__cause__
+    if isinstance(cause, ProtocolError | PayloadTooBig | UnicodeDecodeError):
+        return True
+    # The parser's end between frames says "unexpected end of stream"; mid-frame, the reader
+    # says how many bytes it got of how many ("stream ends after 10 bytes, expected 200").
+    return isinstance(cause, EOFError) and str(cause) != "unexpected end of stream"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -311,6 +330,9 @@ class WebsocketFeed:
                 await websocket.close()
 
     def _ended(self, queue: Mailbox[tuple[int, Frame]], closed: ConnectionClosed) -> None:
+        if _broke_protocol(closed):
+            self.stats.protocol_errors += 1
+            _log.error("feed_protocol_error", source=self.source, error=repr(closed.__cause__))
         if not queue.closed:  # (an overflow that ends the connection has said why already)
             self._close_reason = f"connection closed: {closed}"
             queue.close()

@@ -503,8 +503,64 @@ async def test_chaos_malformed_payloads_come_kind_by_kind_and_the_feed_counts_ea
 async def test_chaos_oversized_frames_break_a_client_with_a_smaller_limit() -> None:
     chaos = ChaosSettings(oversized_every=4, oversized_bytes=2**20 + 10)
     async with exchange(chaos) as ex:
-        await run_feed_until(ex, lambda f, s: f.stats.connects >= 2, max_size=2**20)
+        the_feed, _ = await run_feed_until(ex, lambda f, s: f.stats.connects >= 2, max_size=2**20)
     assert ex.chaos.injected["oversized"] >= 1
+    # Closed with 1009 by the client: a protocol error, counted, before it reconnected.
+    assert the_feed.stats.protocol_errors >= the_feed.stats.connects - 1 >= 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "cause"),
+    [
+        ("reserved_bit", 1002, "ProtocolError"),
+        ("opcode", 1002, "ProtocolError"),
+        ("truncated", None, "EOFError"),
+    ],
+)
+async def test_chaos_broken_frames_make_a_bare_client_close(
+    kind: str, code: int | None, cause: str
+) -> None:
+    chaos = ChaosSettings(broken_every=3, broken_kinds=(kind,))  # type: ignore[arg-type]
+    async with exchange(chaos) as ex, raw(ex.url) as client:
+        assert (await client.login())["msg"] == "authenticated"
+        await client.send({"action": "subscribe", "trades": ["AAPL"]})
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(10):
+                await client.receive()
+    assert ex.chaos.injected == {f"broken_{kind}": 1}
+    # reserved_bit and opcode: the client fails the connection with 1002 (protocol error);
+    # truncated: the stream ends mid-frame, no close frame either way.
+    assert (closed.value.sent.code if closed.value.sent else None) == code
+    assert type(closed.value.__cause__).__name__ == cause
+
+
+async def test_chaos_broken_frames_are_protocol_errors_the_feed_counts_and_survives() -> None:
+    kinds = ("reserved_bit", "opcode", "truncated")
+    async with exchange(ChaosSettings(broken_every=4)) as ex:
+        sink = Sink()
+        the_feed = feed(ex.url, sink)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(the_feed.run)
+            with anyio.fail_after(15):
+                while the_feed.stats.protocol_errors < 2 * len(kinds):
+                    await anyio.sleep(0.02)
+                ex.chaos.update({"broken_every": 0})
+                injected = {k: ex.chaos.injected.get(f"broken_{k}", 0) for k in kinds}
+                while the_feed.stats.protocol_errors < sum(injected.values()):
+                    await anyio.sleep(0.02)
+                count = len(trades_of(sink))
+                while len(trades_of(sink)) <= count:  # and good data after
+                    await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+    assert all(n >= 2 for n in injected.values()), injected  # every kind, in turn
+    assert the_feed.stats.protocol_errors == sum(injected.values())
+    assert the_feed.stats.connects == sum(injected.values()) + 1  # each cost its connection
+    assert the_feed.stats.decode_errors == 0  # none reached the decoder
+
+
+async def test_chaos_rejects_an_unknown_broken_kind() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        Chaos().update({"broken_kinds": ["flipped_bits"]})
 
 
 @pytest.mark.parametrize(

@@ -227,7 +227,7 @@ async def test_the_status_text_is_one_short_line(tmp_path: Path) -> None:
     metrics.provider.shutdown()
 
 
-def test_feeds_report_frames_reconnects_gaps_and_decode_errors(tmp_path: Path) -> None:
+def test_feeds_report_frames_reconnects_gaps_decode_and_protocol_errors(tmp_path: Path) -> None:
     """Feeds are built but not run: their counters are set as a run would leave them."""
     app = App(
         config(
@@ -239,7 +239,7 @@ def test_feeds_report_frames_reconnects_gaps_and_decode_errors(tmp_path: Path) -
     stocks, poller = app.feeds
     assert isinstance(stocks, WebsocketFeed) and isinstance(poller, NewsPoller)
     stocks.stats.connects, stocks.stats.frames, stocks.stats.gaps = 3, 120, 2
-    stocks.stats.decode_errors = stocks.stats.dropped_frames = 1
+    stocks.stats.decode_errors = stocks.stats.dropped_frames = stocks.stats.protocol_errors = 1
     poller.stats.decode_errors = 5
     metrics = Metrics(app, None, InMemoryMetricReader())
     snap = metrics.snapshot()
@@ -248,9 +248,10 @@ def test_feeds_report_frames_reconnects_gaps_and_decode_errors(tmp_path: Path) -
     assert snap["gaps"] == {stocks.source: 2}
     assert snap["dropped_frames"] == {stocks.source: 1}
     assert snap["decode_errors"] == {stocks.source: 1, poller.source: 5}
+    assert snap["protocol_errors"] == {stocks.source: 1}
     assert snap["orders"] == snap["tracing"] == {}  # not trading, not tracing
     assert set(snap["stages"]) == {"actor.indicators"}
-    assert metrics.status_text() == "starting · 0 msg/s · 6 errors"
+    assert metrics.status_text() == "starting · 0 msg/s · 7 errors"
     metrics.provider.shutdown()
 
 

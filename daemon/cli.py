@@ -172,6 +172,7 @@ async def _serve(config: Any) -> int:
     from tickd.daemon.actors import RestartBudgetError, first_error
     from tickd.daemon.app import App
     from tickd.daemon.feeds.base import FeedFatalError
+    from tickd.daemon.heap import freeze_startup_heap
     from tickd.daemon.logs import redact
     from tickd.daemon.systemd import Notifier
 
@@ -215,6 +216,7 @@ async def _serve(config: Any) -> int:
             tasks.start_soon(stop_on_signal)
             tasks.start_soon(switch_on_signal)
             await tasks.start(daemon)  # returns once ready: kernels compiled, feeds subscribed
+            log.info("startup_heap_frozen", objects=freeze_startup_heap())
             assert app.metrics is not None
             notifier.ready(app.metrics.status_text())
             tasks.start_soon(notifier.run, app.metrics.status_text)

@@ -46,9 +46,11 @@ average and writing on the next connection what the reset kept from being writte
 average stays 20k msg/s. RSS, open file descriptors and asyncio tasks are sampled every second;
 after the warm-up, the RSS slope (least squares) must stay within ``SLOPE_LIMIT`` kB/min over
 the full run's samples (``QUICK_SLOPE_LIMIT`` over the quick run's 20 s: a leak per message),
-and the fds and tasks may not grow. (The soak found two growths, both fixed:
-the sim broker kept every fill, and tracing kept the stamps of a decision risk skipped as
-already sent, which the writer's cycled frames make frequent.)
+and the fds and tasks may not grow. The graph is run as ``tickd run`` runs it: once ready, the
+start-up heap is collected and frozen (``tickd.daemon.heap``); the samples go into a
+preallocated array, not the heap they measure. (The soak found three growths, all fixed: the
+sim broker kept every fill; tracing kept the stamps of a decision risk skipped as already
+sent, which the writer's cycled frames make frequent; and, without the freeze, 54-83 kB/min.)
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import math
@@ -76,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 
 from bench.harness import Row
 from bench.reliability.figures import figure
@@ -94,6 +98,7 @@ from tickd.daemon.config import (
     SymbolsConfig,
     TracingConfig,
 )
+from tickd.daemon.heap import freeze_startup_heap
 from tickd.daemon.strategy_host import HostedStrategy
 from tickd.strategies.base import Context, IndicatorView, OrderIntent
 
@@ -525,6 +530,29 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+class Series:
+    """Rows of numbers in a preallocated array: sampling the process grows none of its memory
+    (a list of tuples would, a little every second, in the RSS the soak measures)."""
+
+    def __init__(self, width: int, capacity: int = 4096) -> None:
+        self._rows = np.zeros((capacity, width))
+        self._n = 0
+
+    def append(self, *row: float) -> None:
+        if self._n == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+        self._rows[self._n] = row
+        self._n += 1
+
+    def __iter__(self) -> Iterator[tuple[float, ...]]:
+        return iter(map(tuple, self._rows[: self._n].tolist()))
+
+    def __getitem__(self, index: int) -> tuple[float, ...]:
+        if not -self._n <= index < self._n:
+            raise IndexError(index)
+        return tuple(self._rows[index % self._n].tolist())
+
+
 @dataclass
 class Run:
     """What one run of the graph saw. ``samples``: (seconds since start, RSS kB, fds, tasks)."""
@@ -553,8 +581,8 @@ class Run:
     written: Written | None = None  # the writer's report on the first connection (one pass)
     frames_read: int = 0  # frames the feed took in: handled + dropped by its raw queue
     high_water: dict[str, tuple[int, int]] = field(default_factory=dict)  # (most, capacity)
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
-    published: list[tuple[float, int]] = field(default_factory=list)  # (seconds, feed messages)
+    samples: Series = field(default_factory=lambda: Series(4))  # (s, RSS kB, fds, tasks)
+    published: Series = field(default_factory=lambda: Series(2))  # (seconds, feed messages)
 
 
 async def _run(
@@ -583,11 +611,13 @@ async def _run(
         if not conflate:
             app.host.mailbox._key = lambda _: None
         feed = app.feeds[0]
-        raw: list[Mailbox[Any]] = []  # each connection's raw queue, for its high-water mark
+        raw: list[Mailbox[Any]] = []  # this connection's raw queue (the earlier ones: noted)
         queue_frame = feed._queue_frame
 
         def tapped(queue: Mailbox[Any], frame: Any) -> None:
             if not raw or raw[-1] is not queue:
+                if raw:
+                    _note_high_water(run, raw.pop())
                 raw.append(queue)
             queue_frame(queue, frame)
 
@@ -597,8 +627,8 @@ async def _run(
         async def sample() -> None:
             while True:
                 now = time.perf_counter()
-                run.samples.append((now, _rss_kib(), _fds(), len(asyncio.all_tasks(loop))))
-                run.published.append((now, feed.stats.messages))
+                run.samples.append(now, _rss_kib(), _fds(), len(asyncio.all_tasks(loop)))
+                run.published.append(now, feed.stats.messages)
                 await anyio.sleep(every)
 
         def settled() -> bool:
@@ -621,6 +651,7 @@ async def _run(
             start = time.perf_counter()
             await tasks.start(app.run)
             run.ready_at = time.perf_counter() - start
+            freeze_startup_heap()  # as `tickd run` does once ready (undone below)
             if seconds is not None:
                 await anyio.sleep(seconds)
             else:
@@ -636,6 +667,7 @@ async def _run(
             run.seconds = time.perf_counter() - start
             app.stop()  # the ordered shutdown: app.run drains every mailbox and returns
             sampling.cancel()
+        gc.unfreeze()  # what this graph leaves behind can be collected again
         stats = feed.stats
         run.trades_banked = app.indicators.mailbox.stats.received
         run.quotes_seen = probe.quotes
@@ -655,11 +687,15 @@ async def _run(
         run.submitted = app.broker.stats.submitted if hasattr(app.broker, "stats") else 0
         run.updates_published = app.bus.published["OrderUpdate"]
         run.updates_seen = probe.updates
-        for box in [a.mailbox for a in app.actors] + raw:  # a raw queue per connection
-            most = max(box.stats.high_water, run.high_water.get(box.name, (0, 0))[0])
-            run.high_water[box.name] = (most, box.capacity)
+        for box in [a.mailbox for a in app.actors] + raw:
+            _note_high_water(run, box)
     run.updates_seen = probe.updates
     return run
+
+
+def _note_high_water(run: Run, box: Mailbox[Any]) -> None:
+    most = max(box.stats.high_water, run.high_water.get(box.name, (0, 0))[0])
+    run.high_water[box.name] = (most, box.capacity)
 
 
 # --- the scenarios -------------------------------------------------------------------------------
@@ -808,8 +844,8 @@ async def soak(seconds: float, warm_up: float, slope_limit: float = SLOPE_LIMIT)
     rss = [float(r) for _, r, _, _ in after]
     slope = _slope(times, rss)  # kB per minute
     third = max(1, len(after) // 3)
-    fds = [f for _, _, f, _ in after]
-    tasks = [n for _, _, _, n in after]
+    fds = [round(f) for _, _, f, _ in after]
+    tasks = [round(n) for _, _, _, n in after]
     busy = run.seconds - run.ready_at
     return [
         figure("soak: duration", round(run.seconds), "s"),

@@ -15,7 +15,10 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Chaos", "ChaosSettings"]
+__all__ = ["BrokenKind", "Chaos", "ChaosSettings", "MalformedKind"]
+
+MalformedKind = Literal["invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type"]
+BrokenKind = Literal["reserved_bit", "opcode", "truncated"]
 
 
 class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -34,7 +37,7 @@ class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #                         connections' handshake, Alpaca's error message then a close
     malformed_every: int = 0  # every Nth frame is a well-formed frame with a bad payload, of
     #                           the kinds below in turn
-    malformed_kinds: tuple[str, ...] = (
+    malformed_kinds: tuple[MalformedKind, ...] = (
         "invalid_utf8",  # a text frame whose bytes are not UTF-8
         "bad_json",  # a frame that does not parse
         "missing_fields",  # a trade without its price
@@ -43,7 +46,7 @@ class ChaosSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     )
     broken_every: int = 0  # every Nth frame breaks the websocket protocol, of the kinds below in
     #                        turn; the client must close the connection (and reconnect)
-    broken_kinds: tuple[Literal["reserved_bit", "opcode", "truncated"], ...] = (
+    broken_kinds: tuple[BrokenKind, ...] = (
         "reserved_bit",  # a data frame with RSV2 set: no extension defines it (close 1002)
         "opcode",  # a frame of the reserved opcode 0x3 (close 1002)
         "truncated",  # a frame cut short, then the end of the stream (no close frame)

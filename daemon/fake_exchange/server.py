@@ -18,6 +18,7 @@ import json
 import secrets
 import signal
 import sys
+import typing
 from typing import Any, Final
 
 import anyio
@@ -151,7 +152,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     chaos = parser.add_argument_group("chaos (also switchable at run time: POST /_chaos)")
     for info in msgspec.structs.fields(ChaosSettings):
         option = "--chaos-seed" if info.name == "seed" else f"--{info.name.replace('_', '-')}"
-        chaos.add_argument(option, dest=f"chaos_{info.name}", type=info.type, default=info.default)
+        if typing.get_origin(info.type) is tuple:  # kinds: comma-separated, checked by _settings
+            chaos.add_argument(
+                option,
+                dest=f"chaos_{info.name}",
+                type=_names,
+                default=info.default,
+                metavar="KIND[,KIND...]",
+                help=f"of {', '.join(typing.get_args(typing.get_args(info.type)[0]))}",
+            )
+        else:
+            chaos.add_argument(
+                option, dest=f"chaos_{info.name}", type=info.type, default=info.default
+            )
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -81,10 +81,10 @@ from tickd.codecs.schema import (
 )
 from tickd.codecs.timestamps import TimestampError, parse_rfc3339_ns
 
-from .chaos import Chaos
+from .chaos import Chaos, MalformedKind
 from .market import Market, is_crypto, valid_symbol
 
-__all__ = ["ERROR_MESSAGES", "MALFORMED_KINDS", "StreamServer", "StreamSettings", "StreamStats"]
+__all__ = ["ERROR_MESSAGES", "StreamServer", "StreamSettings", "StreamStats"]
 
 _log = structlog.get_logger("tickd.fake_exchange")
 
@@ -254,12 +254,11 @@ _BROKEN_FRAMES: Final = {
     "truncated": bytes([0x80 | 0x2, 126]) + (1000).to_bytes(2, "big") + b"only ten b",
 }
 _BAD_UTF8: Final = (b"~~~~", b"\xff\xfe\xfd\xfc")  # a placeholder symbol, and what replaces it
-MALFORMED_KINDS: Final = frozenset(
-    {"invalid_utf8", "bad_json", "missing_fields", "nan_price", "unknown_type"}
-)
 
 
-def _malformed_frame(kind: str, stream: Stream, encoding: Encoding, symbol: str, ts: int) -> bytes:
+def _malformed_frame(
+    kind: MalformedKind, stream: Stream, encoding: Encoding, symbol: str, ts: int
+) -> bytes:
     """One frame of ``kind`` (see :class:`~.chaos.ChaosSettings`), for a client of ``stream``
     in ``encoding``; its one message names ``symbol`` at ``ts``. A NaN price is what each wire
     can carry: a msgpack float64 NaN, and in JSON (which has no NaN) ``null``, what JSON
@@ -269,8 +268,6 @@ def _malformed_frame(kind: str, stream: Stream, encoding: Encoding, symbol: str,
         return b'[{"T":"t","S":"AAPL","p":' if encoding == "json" else b"\x91\x87\xa1T\xa1t\xa1S"
     if kind == "unknown_type":
         return bytes(module.encode([{"T": "chaos_unknown", "S": symbol}]))
-    if kind not in MALFORMED_KINDS:
-        raise ValueError(f"unknown malformed kind {kind!r} (known: {sorted(MALFORMED_KINDS)})")
     crypto = stream == "crypto"
     trade = CryptoTrade if crypto else Trade
     name = _BAD_UTF8[0].decode() if kind == "invalid_utf8" else symbol
@@ -577,12 +574,7 @@ class StreamServer:
         client.malformed += 1
         symbol = getattr(example, "symbol", "AAPL")
         ts = getattr(example, "ts_event", self.market.now_ns())
-        try:
-            frame = _malformed_frame(kind, client.stream, client.encoding, symbol, ts)
-        except ValueError as exc:
-            self.chaos.count("malformed_unknown_kind")
-            _log.error("chaos_bad_malformed_kind", kind=kind, error=str(exc))
-            return
+        frame = _malformed_frame(kind, client.stream, client.encoding, symbol, ts)
         self.chaos.count(f"malformed_{kind}")
         if kind == "invalid_utf8":
             websocket = client.websocket

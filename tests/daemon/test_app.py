@@ -120,6 +120,7 @@ async def test_tickd_run_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Pa
     assert process.returncode == 0, err
     assert time.monotonic() - started < 5
     assert "daemon_ready" in out and "daemon_stopped" in out
+    assert "startup_heap_frozen" in out  # once ready (tickd.daemon.heap)
 
 
 @pytest.mark.anyio

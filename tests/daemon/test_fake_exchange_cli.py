@@ -3,6 +3,7 @@ alpaca-py clients, chaos switched at run time, and a clean exit on SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
@@ -23,6 +24,8 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 from alpaca.trading.stream import TradingStream
 from websockets.sync.client import connect
+
+from tickd.daemon.fake_exchange.server import _settings, configure_parser
 
 LAUNCH = (
     "import sys, argparse\n"
@@ -133,7 +136,26 @@ def test_alpaca_py_trading_client_and_stream_see_an_order_filled() -> None:
         assert [(p.symbol, float(p.qty)) for p in positions] == [("AAPL", 3.0)]  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("option", [["--speed", "0"], ["--symbols", "not a symbol"]])
+def test_kinds_are_comma_separated_names() -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(
+        ["--malformed-kinds", "bad_json, nan_price", "--broken-kinds", "opcode"]
+    )
+    chaos = _settings(args).chaos
+    assert chaos.malformed_kinds == ("bad_json", "nan_price")
+    assert chaos.broken_kinds == ("opcode",)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--speed", "0"],
+        ["--symbols", "not a symbol"],
+        ["--broken-kinds", "flipped_bits"],
+        ["--malformed-kinds", "bad_json,bad_xml"],
+    ],
+)
 def test_bad_options_exit_2(option: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
     done = subprocess.run(

@@ -542,7 +542,9 @@ class StreamServer:
                     await self._send_malformed(client, messages[0])
                     continue
                 if fault == "broken":
-                    return self._send_broken(client)
+                    if self._send_broken(client):
+                        return False  # that connection is over
+                    continue
                 chaos.count(fault)
                 await client.send_frame(
                     _fault_frame(fault, client.encoding, settings.oversized_bytes)
@@ -585,11 +587,11 @@ class StreamServer:
 
     def _send_broken(self, client: _Client) -> bool:
         """Write one frame of the next protocol-breaking kind (counted as ``broken_<kind>``)
-        straight onto the transport, past the library, which would never write it; the
-        connection is then over (False): the client closes it, or the stream ends."""
+        straight onto the transport, past the library, which would never write it; True when
+        one went out: the connection is then over (the client closes it, or the stream ends)."""
         kinds = self.chaos.settings.broken_kinds
         if not kinds:
-            return True
+            return False
         kind = kinds[self._broken % len(kinds)]  # in turn across connections: each is the last
         self._broken += 1
         self.chaos.count(f"broken_{kind}")
@@ -597,7 +599,7 @@ class StreamServer:
         transport.write(_BROKEN_FRAMES[kind])
         if kind == "truncated":
             transport.close()  # what was written is flushed, then the end of the stream
-        return False
+        return True
 
     # --- bar history (REST) -----------------------------------------------------------------
 

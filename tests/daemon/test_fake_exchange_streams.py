@@ -467,6 +467,33 @@ async def test_chaos_garbage_frames_are_counted_by_the_decoder_and_data_goes_on(
     assert the_feed.stats.connects == 1
 
 
+async def faults_in_turn(
+    ex: Exchange,
+    the_feed: AlpacaFeed,
+    sink: Sink,
+    fault: str,
+    kinds: tuple[str, ...],
+    counted: Callable[[], int],
+) -> dict[str, int]:
+    """Run the feed while the exchange injects ``fault`` (``<fault>_every`` set) until it has
+    counted two of each kind, switch it off, wait until what was in flight is counted too and
+    good data flows after it; the injections by kind."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(the_feed.run)
+        with anyio.fail_after(15):
+            while counted() < 2 * len(kinds):
+                await anyio.sleep(0.02)
+            ex.chaos.update({f"{fault}_every": 0})
+            injected = {k: ex.chaos.injected.get(f"{fault}_{k}", 0) for k in kinds}
+            while counted() < sum(injected.values()):  # what was in flight
+                await anyio.sleep(0.02)
+            count = len(trades_of(sink))
+            while len(trades_of(sink)) <= count:  # and good data after
+                await anyio.sleep(0.02)
+        tasks.cancel_scope.cancel()
+    return injected
+
+
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
 async def test_chaos_malformed_payloads_come_kind_by_kind_and_the_feed_counts_each(
     encoding: str,
@@ -479,19 +506,7 @@ async def test_chaos_malformed_payloads_come_kind_by_kind_and_the_feed_counts_ea
         def counted() -> int:
             return the_feed.stats.decode_errors + the_feed.decoder.stats.unknown
 
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(the_feed.run)
-            with anyio.fail_after(15):
-                while counted() < 2 * len(kinds):
-                    await anyio.sleep(0.02)
-                ex.chaos.update({"malformed_every": 0})
-                injected = {k: ex.chaos.injected.get(f"malformed_{k}", 0) for k in kinds}
-                while counted() < sum(injected.values()):  # what was in flight
-                    await anyio.sleep(0.02)
-                count = len(trades_of(sink))
-                while len(trades_of(sink)) <= count:  # and good data after
-                    await anyio.sleep(0.02)
-            tasks.cancel_scope.cancel()
+        injected = await faults_in_turn(ex, the_feed, sink, "malformed", kinds, counted)
     assert all(n >= 2 for n in injected.values()), injected  # every kind, in turn
     assert the_feed.stats.decode_errors == sum(injected.values()) - injected["unknown_type"]
     assert the_feed.decoder.stats.unknown_types == {"chaos_unknown": injected["unknown_type"]}
@@ -539,19 +554,9 @@ async def test_chaos_broken_frames_are_protocol_errors_the_feed_counts_and_survi
     async with exchange(ChaosSettings(broken_every=4)) as ex:
         sink = Sink()
         the_feed = feed(ex.url, sink)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(the_feed.run)
-            with anyio.fail_after(15):
-                while the_feed.stats.protocol_errors < 2 * len(kinds):
-                    await anyio.sleep(0.02)
-                ex.chaos.update({"broken_every": 0})
-                injected = {k: ex.chaos.injected.get(f"broken_{k}", 0) for k in kinds}
-                while the_feed.stats.protocol_errors < sum(injected.values()):
-                    await anyio.sleep(0.02)
-                count = len(trades_of(sink))
-                while len(trades_of(sink)) <= count:  # and good data after
-                    await anyio.sleep(0.02)
-            tasks.cancel_scope.cancel()
+        injected = await faults_in_turn(
+            ex, the_feed, sink, "broken", kinds, lambda: the_feed.stats.protocol_errors
+        )
     assert all(n >= 2 for n in injected.values()), injected  # every kind, in turn
     assert the_feed.stats.protocol_errors == sum(injected.values())
     assert the_feed.stats.connects == sum(injected.values()) + 1  # each cost its connection

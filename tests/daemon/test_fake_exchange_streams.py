@@ -292,7 +292,9 @@ async def test_tickd_warmup_and_backfill_read_the_bar_history_page_by_page() -> 
     assert backfill.stats.failures == 0 and backfill.stats.requests > 2  # pages of 7
     assert {b.symbol for b in filled} == {"AAPL", "ZZZQ"}
     keys = [(b.ts_event, b.symbol) for b in filled]
-    assert keys == sorted(set(keys)) and len(keys) >= 28
+    # 14 whole minutes per symbol in 15; the one closing at ``now`` may not be out yet (the
+    # market runs on while the pages are read): CI once saw 27.
+    assert keys == sorted(set(keys)) and len(keys) >= 26
 
 
 async def test_the_bar_history_asks_for_keys() -> None:

@@ -5,8 +5,8 @@
 * streaming: a bank of 8 indicators (EMA, SMA, RSI, MACD, BBANDS, ATR, STOCH, OBV) over 16
   symbols, 1 and 64 events per call, against TA-Lib's ``talib.stream`` functions for the same 8
   (each given the last 128 bars of one symbol, as a streaming user of TA-Lib keeps them).
-* compile: every kernel compiled cold (empty numba cache) and loaded from the cache, each in a
-  fresh interpreter with numba already imported.
+* compile: every kernel compiled cold (empty numba cache, one process per usable core) and
+  loaded from the cache, each in a fresh interpreter with numba already imported.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from talib import stream as talib_stream
 
 from bench.harness import Config, Report, Row, at_most, benchmark, compare, faster_by
 from tickd.codecs.synthetic.market import Ohlcv, price_path
-from tickd.strategies.indicators import CATALOG, Bank, Spec
+from tickd.strategies.indicators import CATALOG, Bank, Spec, warmup
 
 BATCH_TARGET = at_most(1.0, "talib")
 GEOMEAN_TARGET = at_most(0.8, "talib")
@@ -238,6 +238,7 @@ def run(config: Config) -> Report:
         "bank updates 8 indicators per event for 16 symbols in one call; Bank.run feeds events "
         "already in the bank's rows (no type dispatch), Bank.update takes any event matrix.",
         "compile: fresh interpreter, numba and numpy already imported; cold = empty "
-        "NUMBA_CACHE_DIR.",
+        f"NUMBA_CACHE_DIR, compiled by {warmup.usable_cores()} processes (one per usable core); "
+        "cached = one process.",
     ]
     return report

@@ -9,6 +9,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 import talib
@@ -30,6 +31,16 @@ def test_matches_the_stockcharts_worked_example_once_converged() -> None:
         np.testing.assert_allclose(got[-5:], expected, rtol=0, atol=1e-6)
 
 
+@numba.njit
+def _movement(high: float, low: float, prev_high: float, prev_low: float) -> tuple[float, float]:
+    return directional.directional_movement(high, low, prev_high, prev_low)  # type: ignore[no-any-return]
+
+
+def test_a_step_refuses_a_call_from_python() -> None:
+    with pytest.raises(TypeError, match="directional_movement is a compiled step"):
+        directional.directional_movement(1.0, 0.0, 1.0, 0.0)
+
+
 def test_branch_free_movement_follows_talibs_cases() -> None:
     values = (-2.0, -1.0, 0.0, 1.0, 2.0, float("nan"))
     for high, low, prev_high, prev_low in itertools.product(values, repeat=4):
@@ -37,7 +48,7 @@ def test_branch_free_movement_follows_talibs_cases() -> None:
         down = prev_low - low
         plus = up if up > 0 and up > down else 0.0
         minus = down if down > 0 and up < down else 0.0
-        got = directional.directional_movement(high, low, prev_high, prev_low)
+        got = _movement(high, low, prev_high, prev_low)
         assert got == (plus, minus), (high, low, prev_high, prev_low)
 
 

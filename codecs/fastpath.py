@@ -20,11 +20,14 @@ path that reports typed errors. So the kernels can make decoding faster, never d
 
 Every byte read is widened to ``int64`` first: numba types ``uint8 | int`` arithmetic as unsigned
 and mixed unsigned/signed as ``float64``, which costs conversions in the innermost loops. The GIL
-is kept: releasing and retaking it costs more than a frame's rewrite.
+is kept: releasing and retaking it costs more than a frame's rewrite. numba's reference counting
+(NRT) is off: the kernels allocate nothing, and with it on numba counts references to the frame
+and the scratch buffer around every helper call, with atomic instructions (2-6 % of a decode).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,7 @@ _BACKSLASHES = np.uint64(0x5C5C_5C5C_5C5C_5C5C)
 _HIGH_HALVES = np.uint64(0xF0F0_F0F0_F0F0_F0F0)
 _THREES = np.uint64(0x3030_3030_3030_3030)
 _SIXES = np.uint64(0x0606_0606_0606_0606)
+_jit = partial(njit, cache=True, _nrt=False)
 _BYTEARRAY = types.ByteArray(types.uint8, 1, "C")
 _BYTES = types.Bytes(types.uint8, 1, "C", readonly=True)
 _JSON_STAMP_KEY = np.frombuffer(b',"ts_recv":', dtype=np.uint8)
@@ -65,17 +69,17 @@ def scratch_size(frame_size: int) -> int:
     return 2 * frame_size + 64
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _is_space(c: int) -> bool:
     return c == 32 or c == 10 or c == 13 or c == 9
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _digit(src, k: int) -> int:  # type: ignore[no-untyped-def]
     return int64(src[k]) - 48
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _bad(d: int) -> int:
     """Negative when ``d`` is not a digit's value: OR these together and test once."""
     return d | (9 - d)
@@ -93,7 +97,7 @@ def _month_tables() -> tuple[np.ndarray, np.ndarray]:
 _MONTH_START, _MONTH_DAYS = _month_tables()
 
 
-@njit(cache=True)
+@_jit
 def _parse_seconds(src, start: int) -> int:  # type: ignore[no-untyped-def]
     """``YYYY-MM-DDTHH:MM:SS`` at src[start:start+19] -> seconds since the epoch, or -1.
 
@@ -133,7 +137,7 @@ def _parse_seconds(src, start: int) -> int:  # type: ignore[no-untyped-def]
     return days * 86400 + hour * 3600 + minute * 60 + second
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _fraction_digits(src, start: int, end: int) -> int:  # type: ignore[no-untyped-def]
     """How many fraction digits the timestamp in src[start:end] has after its 19-character
     seconds (``Z`` or ``.`` + 1 to 9 digits + ``Z``), or -1 if the tail is anything else."""
@@ -153,7 +157,7 @@ def _fraction_digits(src, start: int, end: int) -> int:  # type: ignore[no-untyp
     return n - 21 if bad >= 0 else -1
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _load64(src, i: int) -> int:  # type: ignore[no-untyped-def]
     """src[i:i+8] as one little-endian word (LLVM makes the eight loads one)."""
     return (
@@ -168,14 +172,14 @@ def _load64(src, i: int) -> int:  # type: ignore[no-untyped-def]
     )
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _eight_digits(word: int) -> bool:
     """Are all eight bytes of ``word`` ASCII digits? (Each byte's high half is 3, and stays 3
     when 6 is added: no carry crosses bytes, since the first test failed for any byte >= 0x40.)"""
     return (word & _HIGH_HALVES) == _THREES and ((word + _SIXES) & _HIGH_HALVES) == _THREES
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _same_seconds(src, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
     """Do the 19-character seconds at src[a:] and src[b:] match (three overlapping words)?"""
     return (
@@ -185,7 +189,7 @@ def _same_seconds(src, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
     )
 
 
-@njit(cache=True)
+@_jit
 def _write_int(out, pos: int, value: int) -> int:  # type: ignore[no-untyped-def]
     """Write a non-negative int as ASCII at out[pos:], return the new position. Unsigned
     division by a constant is a multiply; the seconds and the nine digits of nanoseconds are two
@@ -203,7 +207,7 @@ def _write_int(out, pos: int, value: int) -> int:  # type: ignore[no-untyped-def
     return pos + width + 9
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _width(value: int) -> int:
     width = 1
     bound = uint64(10)
@@ -213,7 +217,7 @@ def _width(value: int) -> int:
     return width
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _write_digits(out, pos: int, value: int, width: int) -> None:  # type: ignore[no-untyped-def]
     """``value`` (a uint64) as exactly ``width`` digits, zero-padded, at out[pos:]."""
     for k in range(pos + width - 1, pos - 1, -1):
@@ -222,7 +226,7 @@ def _write_digits(out, pos: int, value: int, width: int) -> None:  # type: ignor
         value = quotient
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _has_t_or_backslash(buf, i: int) -> bool:  # type: ignore[no-untyped-def]
     """Is any of buf[i:i+8] a 't' or a backslash? (One 64-bit word: the classic has-zero-byte
     test on the word XOR eight of each; it can flag a byte next to a real one, never miss one.)"""
@@ -232,7 +236,7 @@ def _has_t_or_backslash(buf, i: int) -> bool:  # type: ignore[no-untyped-def]
     return (((t - _ONES) & ~t) | ((backslash - _ONES) & ~backslash)) & _HIGHS != uint64(0)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _zero_bytes(word: int) -> int:
     """The high bit of each byte of ``word`` that is zero, exactly (no borrow between bytes:
     the low seven bits are added apart from the high one)."""
@@ -240,7 +244,7 @@ def _zero_bytes(word: int) -> int:
     return ~(low | word | _LOWS)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _t_or_backslash(word: int) -> int:
     """The high bit of each byte of ``word`` that is a 't' or a backslash, exactly."""
     return _zero_bytes(word ^ _TS) | _zero_bytes(word ^ _BACKSLASHES)
@@ -265,7 +269,7 @@ def _memcpy(typingctx, dst, dst_at, src, src_at, count):  # type: ignore[no-unty
     return types.void(dst, dst_at, src, src_at, count), codegen
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _flush(src, start: int, end: int, dst, out: int) -> int:  # type: ignore[no-untyped-def]
     """Copy src[start:end] to dst[out:]; the new ``out``, or -1 if dst has no room."""
     count = end - start
@@ -275,7 +279,7 @@ def _flush(src, start: int, end: int, dst, out: int) -> int:  # type: ignore[no-
     return out + count
 
 
-@njit(cache=True)
+@_jit
 def _matches(src, pos: int, n: int, expected) -> bool:  # type: ignore[no-untyped-def]
     """Is src[pos:] ``expected``?"""
     if pos + len(expected) > n:
@@ -286,14 +290,14 @@ def _matches(src, pos: int, n: int, expected) -> bool:  # type: ignore[no-untype
     return differ == 0
 
 
-@njit(cache=True)
+@_jit
 def _is_json_stamp_key(src, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
     """Is ``"ts_recv"`` at ``pos``? (It is ours to write: on the wire it would override the
     receive stamp.)"""
     return _matches(src, pos, n, _JSON_STAMP_KEY[1:10])
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _json_key_t(src, i: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """src[i] is a 't'. If it is the key ``t`` holding a string, return the index of the string's
     closing quote; 0 if it is not a key ``t`` (a value such as the trade tag ``"T":"t"``); -1 if
@@ -321,7 +325,7 @@ def _json_key_t(src, i: int, n: int) -> int:  # type: ignore[no-untyped-def]
     return close if close < limit else -1
 
 
-@njit(cache=True)
+@_jit
 def _write_json_stamp(dst, out: int, ts_recv: int) -> int:  # type: ignore[no-untyped-def]
     """``,"ts_recv":<ts_recv>`` at dst[out:] (room checked by the caller); the new ``out``."""
     for k in range(11):
@@ -333,7 +337,7 @@ def _write_json_stamp(dst, out: int, ts_recv: int) -> int:  # type: ignore[no-un
     return _write_int(dst, out, ts_recv)
 
 
-@njit(cache=True)
+@_jit
 def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untyped-def]
     """Copy a JSON frame into ``dst`` with each ``"t":"<RFC 3339 UTC>"`` as
     ``"t":<ns>,"ts_recv":<ts_recv>``; return the length written, or -1 (see the module).
@@ -415,7 +419,7 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
     return _flush(src, copied, n, dst, out)
 
 
-@njit(cache=True)
+@_jit
 def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """Skip one msgpack value (containers included) starting at ``pos``; -1 if truncated/bad."""
     remaining = 1
@@ -479,12 +483,12 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     return pos if pos <= n else -1
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _u16(buf, pos: int) -> int:  # type: ignore[no-untyped-def]
     return int64(buf[pos]) << 8 | int64(buf[pos + 1])
 
 
-@njit(cache=True)
+@_jit
 def _is_long_t_key(buf, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
     """Is the string at ``pos`` the one-letter ``t`` in one of msgpack's longer str encodings?"""
     b = int64(buf[pos])
@@ -504,13 +508,13 @@ def _is_long_t_key(buf, pos: int, n: int) -> bool:  # type: ignore[no-untyped-de
     return False
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _put_int64(dst, out: int, value: int) -> None:  # type: ignore[no-untyped-def]
     for k in range(8):
         dst[out + 7 - k] = (value >> (8 * k)) & 0xFF
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _msgpack_time(src, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """The key ``t`` at ``pos`` must be ``a1 74`` holding the 8-byte timestamp ``d7 ff <8>``:
     its nanoseconds, else -1."""
@@ -526,7 +530,7 @@ def _msgpack_time(src, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     return seconds * 1_000_000_000 + nanos
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _skip_fixstrs(src, pos: int, count: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """The end of ``count`` short strings from ``pos``, or -1 if something else is there."""
     for _ in range(count):
@@ -539,13 +543,13 @@ def _skip_fixstrs(src, pos: int, count: int, n: int) -> int:  # type: ignore[no-
     return pos
 
 
-@njit(cache=True)
+@_jit
 def _is_stamp_key(src, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
     """Is the key at ``pos`` ``"ts_recv"`` (fixstr)? It is ours to write."""
     return _matches(src, pos, n, _MSGPACK_STAMP_KEY[:8])
 
 
-@njit(cache=True)
+@_jit
 def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untyped-def]
     """Copy a msgpack frame (an array of maps) into ``dst`` with each map's ``"t"`` timestamp
     (fixext8, type -1) as an int64 of nanoseconds followed by the pair ``"ts_recv": ts_recv``

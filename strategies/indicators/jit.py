@@ -36,6 +36,7 @@ _STEP_OPTIONS: dict[str, Any] = {
     "forceinline": True,
     "no_cpython_wrapper": True,  # see step()
     "no_cfunc_wrapper": True,
+    "_nrt": False,  # see step()
 }
 
 
@@ -89,9 +90,13 @@ def step(func: F) -> F:
     functions goes through numba's status-returning ABI and costs about 10 ns an indicator per
     event in the bank, 5x the update itself; numba's own IR-level inlining gives the same machine
     code but re-types every step inside every caller, which made compiling the catalog take
-    minutes instead of seconds. Steps get no CPython wrapper (nothing in Python calls them, and
-    building ~100 wrappers was a tenth of a cold compile): :class:`InlineOnly` refuses a call
-    from Python."""
+    minutes instead of seconds. Steps run without numba's reference counting (NRT): they allocate
+    nothing, and with it on, every step increments and decrements the count of the state array
+    it is passed, with atomic instructions LLVM cannot remove once the step has branches. On an
+    Intel Xeon that was 20-60 ns an event for TEMA, WMA, STDDEV, KAMA, ADX and STOCH in the bank
+    (116 ns an event for the 8 of the benchmark, 42 without). Steps get no CPython wrapper
+    (nothing in Python calls them, and building ~100 wrappers was a tenth of a cold compile):
+    :class:`InlineOnly` refuses a call from Python."""
     dispatcher = _compile(func, **_STEP_OPTIONS)
     dispatcher.__class__ = InlineOnly
     return dispatcher  # type: ignore[no-any-return]

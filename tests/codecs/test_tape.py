@@ -600,7 +600,22 @@ def test_rotating_write_and_flush_on_two_threads(tmp_path: Path) -> None:
         for i in range(20_000)  # 50 hours: three UTC days
     ]
     writer = RotatingTapeWriter(tmp_path, created_ns=T0, max_bytes=100_000)
-    _write_while_flushing(writer, records)
+    flushed = threading.Event()
+
+    def produce() -> None:
+        for i, record in enumerate(records, 1):
+            writer.write(*record)
+            if i % 1_000 == 0:  # ~150 kB: wait for a flush, which rotates by size
+                flushed.clear()
+                flushed.wait()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while producer.is_alive():  # a producer faster than the flushes rotated only by day
+        writer.flush()
+        flushed.set()
+    producer.join()
+    writer.close()
     assert len(writer.paths) > 3
     assert [r for p in writer.paths for r in read_tape(p)[1]] == records
     assert list(open_tapes([tmp_path])) == records

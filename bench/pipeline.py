@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import msgspec
@@ -101,7 +102,8 @@ def _server() -> Iterator[str]:
 
 
 def _url(base: str, rate: float, frames: int, stamp: bool) -> str:
-    return f"{base}?rate={rate:g}&frames={frames}&stamp={int(stamp)}"
+    # urlencode, not f"{rate:g}": 1e+06 would reach the server as "1e 06"
+    return f"{base}?{urlencode({'rate': rate, 'frames': frames, 'stamp': int(stamp)})}"
 
 
 # --- tickd: the graph -----------------------------------------------------------------------------
@@ -149,7 +151,8 @@ async def _tickd(
     async with anyio.create_task_group() as tasks:
         await tasks.start(supervisor.supervise, indicators)
         await tasks.start(supervisor.supervise, probe)
-        await tasks.start(feed.run)
+        with anyio.fail_after(30):  # a server that refuses the trial: fail, not reconnect forever
+            await tasks.start(feed.run)
         with anyio.move_on_after(max(10.0, expected / 50_000)):
             while (
                 indicators.mailbox.stats.received < expected
@@ -309,7 +312,7 @@ def run(config: Config) -> Report:
         return _traced(config, report, symbols, bank)
     seconds = 0.4 if config.quick else 2.0
     rounds = 1 if config.quick else 3
-    steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650)
+    steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650, 800, 1000, 1250, 1500)
     offered = (100_000,) if config.quick else tuple(k * 1_000 for k in steps)
     alpaca_frames = {False: 400 if config.quick else 4_000, True: 800 if config.quick else 8_000}
     bare_frames = 4_000 if config.quick else 40_000

@@ -312,7 +312,7 @@ def run(config: Config) -> Report:
         return _traced(config, report, symbols, bank)
     seconds = 0.4 if config.quick else 2.0
     rounds = 1 if config.quick else 3
-    steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650, 800, 1000, 1250, 1500)
+    steps = (100, 150, 200, 250, 300, 350, 400, 450, 500, 650, 800, 900, 1000, 1250, 1500)
     offered = (100_000,) if config.quick else tuple(k * 1_000 for k in steps)
     alpaca_frames = {False: 400 if config.quick else 4_000, True: 800 if config.quick else 8_000}
     bare_frames = 4_000 if config.quick else 40_000

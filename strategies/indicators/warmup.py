@@ -17,6 +17,7 @@ index that points a signature at the other's machine code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import shutil
@@ -83,10 +84,14 @@ def compile_all(specs: Iterable[Spec] | None = None, *, jobs: int | None = None)
     if jobs is None:
         jobs = 1 if done.exists() else usable_cores()
     if jobs > 1:
-        compile_shared(names, bank, jobs)
+        try:
+            compile_shared(names, bank, jobs)
+        except OSError as exc:  # no writable cache folder or no process: compile here alone
+            warnings.warn(f"kernel warm-up in one process: {exc}", stacklevel=2)
     compile_bank(bank)
     compile_batch(names)  # loads what the other processes compiled, compiles what they did not
-    done.touch()
+    with contextlib.suppress(OSError):  # a read-only cache (numba warns): no marker, no harm
+        done.touch()
     return time.perf_counter() - start
 
 

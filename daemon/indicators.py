@@ -90,10 +90,22 @@ class IndicatorActor(Actor[Any]):
         """One pass over the batch writes what differs per event (symbol row, close, volume; a
         bar's high and low) through a flat view of the bank's input, no numpy call per event;
         the columns every event of a chunk shares a rule for (a trade's high = low = close, the
-        UTC day) are filled by numpy afterwards. One compiled call per bank's worth of events."""
+        UTC day) are filled by numpy afterwards. One compiled call per bank's worth of events.
+        A batch of trades the bank takes whole (the live feeds' usual batch) is read column by
+        column instead, a bank's worth at a time: see :meth:`_take_trades`."""
         index, wanted, flat = self._index, self._wanted, self._flat
-        trades, last_bar = self._trades, self._last_bar
         capacity = len(flat) // _WIDTH
+        if self._trades and wanted.issuperset(map(type, batch)):
+            try:
+                rows = [index[event.symbol] for event in batch]
+            except KeyError:  # a symbol the bank does not keep: the pass below counts it
+                pass
+            else:
+                for start in range(0, len(batch), capacity):
+                    end = start + capacity
+                    await self._take_trades(batch[start:end], rows[start:end])
+                return
+        trades, last_bar = self._trades, self._last_bar
         taken: list[Any] = []
         latest: dict[int, int] = {}  # symbol row -> position in ``taken`` of its latest event
         day_start, day_end, day = self._day
@@ -137,17 +149,33 @@ class IndicatorActor(Actor[Any]):
         if taken:
             await self._run(taken, latest, days)
 
+    async def _take_trades(self, batch: list[Any], rows: list[int]) -> None:
+        """Trades of symbols the bank keeps, no more than it holds: each field is gathered by one
+        comprehension and written by one numpy call (about half the per-event cost of the
+        general pass, which needs per-event branches for other kinds and stale bars)."""
+        n, matrix = len(batch), self.bank.input
+        matrix[:n, 0] = rows
+        matrix[:n, 3] = [event.price for event in batch]
+        matrix[:n, 4] = [event.size for event in batch]
+        ts = np.array([event.ts_event for event in batch], dtype=np.int64)
+        matrix[:n, 5] = ts // _NS_PER_DAY  # the session column: the event's UTC day
+        latest = dict(zip(rows, range(n), strict=True))  # row -> position of its latest event
+        await self._run(batch, latest, None)
+
     async def _run(
-        self, taken: list[Any], latest: dict[int, int], days: list[tuple[int, int]]
+        self, taken: list[Any], latest: dict[int, int], days: list[tuple[int, int]] | None
     ) -> None:
+        """The compiled call over ``taken`` and the snapshots; ``days`` are the runs of one UTC
+        day for the session column (None: the column is filled)."""
         n, matrix = len(taken), self.bank.input
         tracing = self.tracing
         started = time_ns() if tracing is not None else 0
         if self._trades:  # one price: high = low = close
             matrix[:n, 1] = matrix[:n, 3]
             matrix[:n, 2] = matrix[:n, 3]
-        for (first, day), (end, _) in zip(days, [*days[1:], (n, 0)], strict=True):
-            matrix[first:end, 5] = day
+        if days is not None:
+            for (first, day), (end, _) in zip(days, [*days[1:], (n, 0)], strict=True):
+                matrix[first:end, 5] = day
         self.bank.run(n)
         out, positions = self.bank.out, list(latest.values())
         ended = 0

@@ -203,6 +203,66 @@ async def test_the_indicator_actor_takes_trades_in_batches_larger_than_the_bank(
 
 
 @pytest.mark.anyio
+async def test_whole_batches_of_trades_read_by_column_match_the_general_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The column-wise read of a batch the bank takes whole gives the snapshots and the bank
+    state the per-event pass gives (that pass is forced by one trade of an unknown symbol)."""
+    import random
+
+    from tickd.strategies.indicators import Bank, Spec
+
+    specs = [Spec("ema", {"timeperiod": 3}), Spec("vwap"), Spec("atr", {"timeperiod": 2})]
+    symbols = ["AAPL", "MSFT", "NVDA"]
+    rnd = random.Random(7)
+    day = 86_400 * 10**9
+    ts = START // day * day - 40 * 10**9  # the trades cross a UTC midnight: vwap resets there
+    batches: list[list[Any]] = []
+    for i in range(40):
+        batch = []
+        for _ in range(rnd.randrange(1, 9) if i % 5 else 20):  # 20: more than the bank holds
+            ts += rnd.randrange(1, 3 * 10**9)
+            symbol = rnd.choice(symbols)
+            price, size = round(rnd.uniform(99, 101), 2), rnd.randrange(1, 500)
+            batch.append(Trade(symbol=symbol, ts_event=ts, price=price, size=size, ts_recv=ts))
+        batches.append(batch)
+    assert batches[0][0].ts_event // day != batches[-1][-1].ts_event // day
+
+    async def run(whole: bool) -> tuple[list[Any], Bank]:
+        published: list[Any] = []
+
+        async def publish(items: list[Any]) -> None:
+            published.extend(items)
+
+        bank = Bank(specs, len(symbols), capacity=8)
+        actor = IndicatorActor(Mailbox("m", 10), bank, symbols, publish, source="trades")
+        for batch in batches:
+            stray = Trade(symbol="TSLA", ts_event=batch[-1].ts_event, price=1.0, size=1)
+            await actor.handle(batch if whole else [*batch, stray])
+        assert actor.ignored == ({} if whole else {"Trade": len(batches)})
+        return published, bank
+
+    by_column: list[int] = []
+    take = IndicatorActor._take_trades
+
+    async def counted(self: IndicatorActor, batch: list[Any], rows: list[int]) -> None:
+        by_column.append(len(batch))
+        await take(self, batch, rows)
+
+    monkeypatch.setattr(IndicatorActor, "_take_trades", counted)
+    whole, whole_bank = await run(True)
+    calls = len(batches) + 8 * 2  # a batch of 20 takes three calls for a bank of 8
+    assert len(by_column) == calls  # every whole batch took the column-wise read
+    general, general_bank = await run(False)
+    assert len(by_column) == calls  # and no batch with a stray did
+    assert [(s.symbol, s.ts_event, s.ts_recv) for s in whole] == [
+        (s.symbol, s.ts_event, s.ts_recv) for s in general
+    ]
+    assert str([s.values for s in whole]) == str([s.values for s in general])  # NaN compare equal
+    assert whole_bank.state.tobytes() == general_bank.state.tobytes()
+
+
+@pytest.mark.anyio
 async def test_every_configured_source_reaches_the_bus(tmp_path: Path) -> None:
     """Alpaca bars, order updates, Finnhub trades and company news, NewsAPI: each from its own
     loopback server, all built by the App from one config file."""

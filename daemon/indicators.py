@@ -151,8 +151,8 @@ class IndicatorActor(Actor[Any]):
 
     async def _take_trades(self, batch: list[Any], rows: list[int]) -> None:
         """Trades of symbols the bank keeps, no more than it holds: each field is gathered by one
-        comprehension and written by one numpy call (about half the per-event cost of the
-        general pass, which needs per-event branches for other kinds and stale bars)."""
+        comprehension and written by one numpy call (13 % less a batch of 100 than the general
+        pass, which needs per-event branches for other kinds and stale bars)."""
         n, matrix = len(batch), self.bank.input
         matrix[:n, 0] = rows
         matrix[:n, 3] = [event.price for event in batch]

@@ -83,12 +83,15 @@ def compile_all(specs: Iterable[Spec] | None = None, *, jobs: int | None = None)
     done = cache_dir() / "catalog-compiled"
     if jobs is None:
         jobs = 1 if done.exists() else usable_cores()
+    shared = False
     if jobs > 1:
         try:
-            compile_shared(names, bank, jobs)
+            compile_shared(names, bank, jobs)  # the bank included
+            shared = True
         except OSError as exc:  # no writable cache folder or no process: compile here alone
             warnings.warn(f"kernel warm-up in one process: {exc}", stacklevel=2)
-    compile_bank(bank)
+    if not shared:
+        compile_bank(bank)
     compile_batch(names)  # loads what the other processes compiled, compiles what they did not
     with contextlib.suppress(OSError):  # a read-only cache (numba warns): no marker, no harm
         done.touch()

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from tickd.strategies.indicators import CATALOG, warmup
 from tickd.strategies.indicators.warmup import merge_cache
 
 _COUNT_COMPILES = """
@@ -72,3 +76,21 @@ def test_merge_moves_only_functions_the_target_lacks(tmp_path: Path) -> None:
     assert (moved / "primitives.sma_next-5.py311.1.nbc").read_text() == "main 1"
     assert (source / "indicators_x" / "primitives.sma_next-5.py311.nbi").exists()
     assert not list(source.rglob("averages.*"))
+
+
+def test_a_worker_that_cannot_start_leaves_the_compiling_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.warns(UserWarning, match="kernel warm-up in one process: .*nonexistent"):
+        warmup.compile_all(jobs=2)
+    assert CATALOG["sma"].batch(np.arange(5.0), timeperiod=2)[-1] == 3.5
+
+
+def test_a_worker_that_dies_leaves_its_share_to_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # exits 1 before reading a name
+    with pytest.warns(UserWarning, match="kernel warm-up worker exited with 1"):
+        warmup.compile_all(jobs=2)
+    assert CATALOG["sma"].batch(np.arange(5.0), timeperiod=2)[-1] == 3.5

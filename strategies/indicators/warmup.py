@@ -155,7 +155,8 @@ class _Worker:
         except OSError:  # a broken pipe: the same
             return
         finally:
-            stdin.close()
+            with contextlib.suppress(OSError):  # closing flushes: the pipe may be broken too
+                stdin.close()
 
     def finish(self) -> int:
         """Wait for the worker; its exit code (only a clean exit's cache is merged)."""

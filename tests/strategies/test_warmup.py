@@ -87,6 +87,7 @@ def test_a_worker_that_cannot_start_leaves_the_compiling_here(
     assert CATALOG["sma"].batch(np.arange(5.0), timeperiod=2)[-1] == 3.5
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_worker_that_dies_leaves_its_share_to_this_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

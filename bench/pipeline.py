@@ -17,6 +17,11 @@ reaches the bank (no frame dropped by the reader's queue) and the strategy keeps
 fast it drains frames written as fast as TCP takes them. Latency: the server stamps each trade's
 ``t`` with the wall clock at the write; the strategy (or the bare client) subtracts it from the
 wall clock when it sees the event. Rates and latencies are medians over interleaved rounds.
+
+Event loops: tickd and the bare client run on the loop every ``tickd`` command runs on
+(``tickd.daemon.eventloop``: uvloop), so the latency ratio compares the graph with the transport
+on the same loop; alpaca-py runs on asyncio's own loop, which is what ``StockDataStream.run()``
+gives its users.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from websockets.asyncio.client import connect
 from bench.harness import Config, Report, Row, benchmark, faster_by
 from tickd.codecs.alpaca import AuthRequest, SubscribeRequest, encode_client_message
 from tickd.codecs.schema import ChannelSets, Trade
+from tickd.daemon import eventloop
 from tickd.daemon.actors import Actor, Mailbox, RestartPolicy, Supervisor
 from tickd.daemon.bus import Bus
 from tickd.daemon.config import Config as DaemonConfig
@@ -270,7 +276,7 @@ def _traced(config: Config, report: Report, symbols: tuple[str, ...], bank: Bank
             for on in (False, True):
                 tracing = _tracing(Path(scratch)) if on else None
                 cpu = time.process_time()
-                trial = anyio.run(_tickd, url, symbols, bank, frames * FRAME, False, tracing)
+                trial = eventloop.run(_tickd, url, symbols, bank, frames * FRAME, False, tracing)
                 if tracing is not None:
                     tracing.shutdown()  # its thread's export is part of the cost
                     traced["spans"] += tracing.spans
@@ -305,7 +311,7 @@ def _traced(config: Config, report: Report, symbols: tuple[str, ...], bank: Bank
 
 @benchmark("pipeline", "Alpaca frames over loopback -> feed -> bank -> strategy; vs alpaca-py")
 def run(config: Config) -> Report:
-    report = Report(packages=("websockets", "msgspec", "numba", "alpaca-py", "anyio"))
+    report = Report(packages=("websockets", "msgspec", "numba", "alpaca-py", "anyio", "uvloop"))
     symbols = _symbols()
     bank = Bank(INDICATORS, len(symbols))
     if config.tracing:
@@ -326,7 +332,7 @@ def run(config: Config) -> Report:
             for rate in offered:
                 frames = int(rate * seconds / FRAME)
                 url = _url(base, rate, frames, stamp=False)
-                trial = anyio.run(_tickd, url, symbols, bank, frames * FRAME, False)
+                trial = eventloop.run(_tickd, url, symbols, bank, frames * FRAME, False)
                 ok = trial.lost == 0 and trial.rate >= 0.97 * rate
                 report.notes.append(
                     f"tickd offered {rate:,} msg/s: {trial.rate:,.0f} achieved, "
@@ -341,7 +347,7 @@ def run(config: Config) -> Report:
                 peer = anyio.run(_alpaca_py, url, symbols, frames * FRAME, raw)
                 alpaca_rates[raw].append(peer.rate)
             url = _url(base, 0, bare_frames, stamp=False)
-            bare_rates.append(anyio.run(_bare, url, symbols, bare_frames * FRAME, False).rate)
+            bare_rates.append(eventloop.run(_bare, url, symbols, bare_frames * FRAME, False).rate)
         tickd_rate = statistics.median(sustained)
         alpaca_default = statistics.median(alpaca_rates[False])
         ratio = tickd_rate / alpaca_default if alpaca_default else 0.0
@@ -370,8 +376,8 @@ def run(config: Config) -> Report:
             ours: list[Trial] = []
             bare: list[Trial] = []
             for _ in range(rounds):
-                ours.append(anyio.run(_tickd, url, symbols, bank, frames * FRAME, True))
-                bare.append(anyio.run(_bare, url, symbols, frames * FRAME, True))
+                ours.append(eventloop.run(_tickd, url, symbols, bank, frames * FRAME, True))
+                bare.append(eventloop.run(_bare, url, symbols, frames * FRAME, True))
             for q, goal in ((50, P50_GOAL), (99, P99_GOAL)):
                 value = statistics.median(t.percentile(q) for t in ours)
                 peer = statistics.median(t.percentile(q) for t in bare)

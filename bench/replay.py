@@ -49,6 +49,7 @@ from tickd.codecs.alpaca import AlpacaDecoder
 from tickd.codecs.schema import Bar, Trade
 from tickd.codecs.synthetic import MarketConfig, SyntheticMarket, alpaca_frames, available_at
 from tickd.daemon import config as daemon_config
+from tickd.daemon import eventloop
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / ".venv-nautilus"
@@ -72,9 +73,9 @@ MARKET = MarketConfig(
 )
 SYMBOLS = tuple(symbol for symbol, _ in MARKET.equities)
 STRATEGY = {"fast": 10, "slow": 20, "qty": 10, "allow_short": True}
-# JSON: through the numba fast path it decodes faster than msgpack (1.0 against 1.2 us a message
-# in this benchmark on the AMD EPYC, 2026-11-26; on the Intel Xeon they are equal: 408, 413 ns).
-ENCODING = "json"
+# msgpack, what tickd's Alpaca feeds speak and so record (JSON took the lead on the AMD EPYC while
+# bar frames, whose whole-second times come in msgpack's 4-byte form, went the careful way).
+ENCODING = "msgpack"
 _TAPE_VERSION = "1"  # bump when the tape's making changes in a way the key below misses
 
 
@@ -236,7 +237,7 @@ def replay_engine(tape: Tape) -> Run:
     from tickd.daemon.replay import replay
 
     with tempfile.TemporaryDirectory(prefix="tickd-bench-") as state:
-        summary = anyio.run(lambda: replay([tape.tape], trading_config(state)))
+        summary = eventloop.run(replay, [tape.tape], trading_config(state))
     if summary.decode_errors or summary.unknown:
         raise AssertionError(f"replay decoded with errors: {summary}")
     return Run(
@@ -287,7 +288,7 @@ async def _by_hand(frames: list[tuple[int, bytes]], state: str) -> Run:
 def by_hand(frames: list[tuple[int, bytes]]) -> Run:
     """The stages driven by hand, lockstep per frame (frames already in memory)."""
     with tempfile.TemporaryDirectory(prefix="tickd-bench-") as state:
-        return anyio.run(_by_hand, frames, state)
+        return eventloop.run(_by_hand, frames, state)
 
 
 # --- the peer ------------------------------------------------------------------------------------
@@ -376,7 +377,7 @@ def _engine_missing() -> str | None:
 
 @benchmark("replay", "1M-trade tape -> decode -> bank -> ema_cross -> SimBroker; vs NautilusTrader")
 def run(config: Config) -> Report:
-    report = Report(packages=("msgspec", "numba", "numpy", "anyio"))
+    report = Report(packages=("msgspec", "numba", "numpy", "anyio", "uvloop"))
     n_trades = QUICK_TRADES if config.quick else FULL_TRADES
     rounds = max(1, min(config.rounds, 3 if config.quick else 5))
     tape = build_tape(n_trades)

@@ -52,6 +52,8 @@ _BYTEARRAY = types.ByteArray(types.uint8, 1, "C")
 _BYTES = types.Bytes(types.uint8, 1, "C", readonly=True)
 _JSON_STAMP_KEY = np.frombuffer(b',"ts_recv":', dtype=np.uint8)
 _MSGPACK_STAMP_KEY = np.frombuffer(b"\xa7ts_recv\xd3", dtype=np.uint8)
+# The payload bytes of msgpack's fixed-size scalars, from 0xCA (float 32) to 0xD3 (int 64).
+_SCALAR_SIZES = np.array([4, 8, 1, 2, 4, 8, 1, 2, 4, 8], dtype=np.int64)
 _TEN, _ZERO, _BILLION = np.uint64(10), np.uint64(48), np.uint64(1_000_000_000)
 
 
@@ -64,7 +66,7 @@ def entry_point(kernel: Any) -> Any:
 
 def scratch_size(frame_size: int) -> int:
     """Room a kernel's output may need for a frame of ``frame_size`` bytes: a message holding a
-    timestamp takes at least 13 bytes (msgpack) or 26 (JSON) and grows by at most 19 or 27. A
+    timestamp takes at least 9 bytes (msgpack) or 26 (JSON) and grows by at most 20 or 27. A
     frame that needs more (only a pathological one) is refused (-1) and decoded carefully."""
     return 2 * frame_size + 64
 
@@ -515,19 +517,27 @@ def _put_int64(dst, out: int, value: int) -> None:  # type: ignore[no-untyped-de
 
 
 @_jit(inline="always")
-def _msgpack_time(src, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
-    """The key ``t`` at ``pos`` must be ``a1 74`` holding the 8-byte timestamp ``d7 ff <8>``:
-    its nanoseconds, else -1."""
-    if pos + 11 >= n or src[pos] != 0xA1 or src[pos + 2] != 0xD7 or src[pos + 3] != 0xFF:
-        return -1
+def _msgpack_time(src, pos: int, n: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """The key ``t`` at ``pos`` must be ``a1 74`` holding a timestamp in its 8-byte form
+    ``d7 ff <8>`` or its 4-byte form ``d6 ff <4>`` (whole seconds: what a msgpack encoder sends
+    for a bar's minute): (its nanoseconds, the bytes from ``pos`` to the pair's end), else -1."""
+    if pos + 7 >= n or src[pos] != 0xA1 or src[pos + 3] != 0xFF:
+        return -1, 0
+    if src[pos + 2] == 0xD6:
+        seconds = 0
+        for k in range(pos + 4, pos + 8):
+            seconds = seconds << 8 | int64(src[k])
+        return seconds * 1_000_000_000, 8
+    if pos + 11 >= n or src[pos + 2] != 0xD7:
+        return -1, 0
     packed = 0
     for k in range(pos + 4, pos + 12):
         packed = packed << 8 | int64(src[k])
     nanos = (packed >> 34) & 0x3FFFFFFF
     seconds = packed & 0x3FFFFFFFF
     if nanos >= 1_000_000_000 or seconds > 9_223_372_035:
-        return -1
-    return seconds * 1_000_000_000 + nanos
+        return -1, 0
+    return seconds * 1_000_000_000 + nanos, 12
 
 
 @_jit(inline="always")
@@ -552,10 +562,10 @@ def _is_stamp_key(src, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def
 @_jit
 def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untyped-def]
     """Copy a msgpack frame (an array of maps) into ``dst`` with each map's ``"t"`` timestamp
-    (fixext8, type -1) as an int64 of nanoseconds followed by the pair ``"ts_recv": ts_recv``
-    (the map's count grows by one); return the length written, or -1 when the frame is not an
-    array of maps as expected, some key ``t`` holds anything else (the 4- and 12-byte forms,
-    another type), a map already has a key ``ts_recv``, or ``dst`` has no room.
+    (fixext8 or fixext4, type -1) as an int64 of nanoseconds followed by the pair
+    ``"ts_recv": ts_recv`` (the map's count grows by one); return the length written, or -1 when
+    the frame is not an array of maps as expected, some key ``t`` holds anything else (the
+    12-byte form, another type), a map already has a key ``ts_recv``, or ``dst`` has no room.
 
     Every key ``t`` of a message is rewritten or the frame is refused, so a message that decodes
     (``t`` is a required field) owes its time to the rewrite and carries the receive stamp.
@@ -574,6 +584,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
         return -1
     out = 0
     copied = 0
+    stamp_at = -1  # where the first message's receive stamp is in dst
     for _ in range(items):
         if pos >= n:
             return -1
@@ -598,7 +609,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
             # The key: market data keys are short strings, and one of them is "t".
             b = int64(src[pos])
             if (b == 0xA1 and src[pos + 1] == _T) or (b >= 0xD9 and _is_long_t_key(src, pos, n)):
-                ns = _msgpack_time(src, pos, n)
+                ns, size = _msgpack_time(src, pos, n)
                 if ns < 0 or stamped:
                     return -1
                 out = _flush(src, copied, pos, dst, out)
@@ -608,11 +619,17 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 dst[out + 1] = _T
                 dst[out + 2] = 0xD3
                 _put_int64(dst, out + 3, ns)
-                for k in range(9):
-                    dst[out + 11 + k] = _MSGPACK_STAMP_KEY[k]
-                _put_int64(dst, out + 20, ts_recv)
+                # The pair "ts_recv": ts_recv is the same in every message: written once, then
+                # copied (a fixed-size copy is two moves).
+                if stamp_at < 0:
+                    stamp_at = out + 11
+                    for k in range(9):
+                        dst[stamp_at + k] = _MSGPACK_STAMP_KEY[k]
+                    _put_int64(dst, stamp_at + 9, ts_recv)
+                else:
+                    _memcpy(dst, out + 11, dst, stamp_at, 17)
                 out += 28
-                pos += 12
+                pos += size
                 copied = pos
                 stamped = True
                 continue
@@ -624,16 +641,17 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 pos = _skip(src, pos, n)
                 if pos < 0:
                     return -1
-            # The value: short strings and scalars inline.
+            # The value: short strings and fixed-size scalars inline (sizes, ids and prices
+            # come in every width), only containers and long strings through _skip.
             if pos >= n:
                 return -1
             b = int64(src[pos])
             if 0xA0 <= b <= 0xBF:
                 pos += 1 + (b & 0x1F)
-            elif b == 0xCB or b == 0xCF or b == 0xD3:
-                pos += 9
-            elif b <= 0x7F:
+            elif b <= 0x7F or b >= 0xE0:
                 pos += 1
+            elif 0xCA <= b <= 0xD3:  # float 32/64, uint 8-64, int 8-64
+                pos += 1 + _SCALAR_SIZES[b - 0xCA]
             elif 0x90 <= b <= 0x9F:  # a short array, such as the conditions: strings inline
                 end = _skip_fixstrs(src, pos + 1, b & 0x0F, n)
                 pos = end if end >= 0 else _skip(src, pos, n)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import signal
 import sys
@@ -160,9 +159,9 @@ def _run(path: str | None) -> int:
     from tickd.daemon import logs
 
     logs.configure(config.log, secrets=logs.secrets_of(config))
-    # uvloop when it is installed (it is not a dependency): a faster event loop, same code.
-    uvloop = importlib.util.find_spec("uvloop") is not None
-    status: int = anyio.run(_serve, config, backend_options={"use_uvloop": uvloop})
+    from tickd.daemon import eventloop
+
+    status: int = eventloop.run(_serve, config)
     return status
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from . import logs
+from . import eventloop, logs
 from .app import App
 from .broker.actor import TRADE_UPDATES
 from .config import Config, LogConfig, load
@@ -96,7 +96,7 @@ def run_demo(
     out_path = Path(out_dir).resolve()
     out_path.mkdir(parents=True, exist_ok=True)
     log_path = out_path / "tickd.log"
-    status: int = anyio.run(_demo, duration, seed, speed, out_path, log_path, out)
+    status: int = eventloop.run(_demo, duration, seed, speed, out_path, log_path, out)
     return status
 
 

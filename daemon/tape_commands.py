@@ -22,7 +22,7 @@ import msgspec
 from tickd.codecs.tape import TapeFormatError, TapeReader, open_tapes, tape_paths
 from tickd.codecs.timestamps import format_rfc3339_ns
 
-from . import logs
+from . import eventloop, logs
 from .config import EX_CONFIG, Config, ConfigError, RecordConfig, load, require_secrets
 
 __all__ = ["add_verbs", "record", "replay_command", "tape_cat", "tape_info"]
@@ -89,7 +89,7 @@ def record(args: argparse.Namespace) -> int:
         # Nothing is decided: no trace file beside wherever the command was started.
         tracing=msgspec.structs.replace(config.tracing, exporter="none"),
     )
-    status: int = anyio.run(_record, config, args.duration)
+    status: int = eventloop.run(_record, config, args.duration)
     return status
 
 
@@ -161,7 +161,7 @@ def replay_command(args: argparse.Namespace, out: Callable[[str], None] = print)
         replayer.progress = lambda _records, done: bar.update(done - bar.n)
     failure: tuple[str, int] | None = None
     try:
-        summary = anyio.run(replayer.run)
+        summary = eventloop.run(replayer.run)
     except* TapeFormatError as group:  # a later file of a set is not a tape
         failure = (str(first_error(group)), EX_DATAERR)
     except* RestartBudgetError as group:

@@ -27,7 +27,7 @@ from anyio.abc import TaskStatus
 
 from tickd.codecs.synthetic import MarketConfig
 
-from .. import logs
+from .. import eventloop, logs
 from ..config import LogConfig
 from .chaos import Chaos, ChaosSettings
 from .market import Market, MarketSettings
@@ -182,7 +182,7 @@ def run_cli(args: argparse.Namespace) -> int:
     logs.configure(
         LogConfig(format="json"), stream=sys.stderr, secrets=(settings.key, settings.secret)
     )
-    anyio.run(_serve, settings)
+    eventloop.run(_serve, settings)
     return 0
 
 

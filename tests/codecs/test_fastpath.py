@@ -166,6 +166,18 @@ def test_msgpack_fixext8_timestamps_become_int64() -> None:
     assert "ts_recv" not in decoded[1]["nested"]
 
 
+@pytest.mark.parametrize("seconds", [0, 1, 1_709_561_340, 2**32 - 1])
+def test_msgpack_whole_seconds_in_the_4_byte_form_become_int64(seconds: int) -> None:
+    """Encoders send whole seconds (a bar's minute) as timestamp 32: ``d6 ff`` and 4 bytes."""
+    ext = ns_to_msgpack_ext(seconds * 10**9)
+    assert len(ext) == 4
+    frame = pack([{"T": "b", "S": "AAPL", "t": Ext(-1, ext), "o": 1.5}, {"t": Ext(-1, ext)}])
+    out = rewrite_msgpack(frame)
+    assert out is not None
+    want = {"T": "b", "S": "AAPL", "t": seconds * 10**9, "ts_recv": STAMP, "o": 1.5}
+    assert msgspec.msgpack.decode(out) == [want, {"t": seconds * 10**9, "ts_recv": STAMP}]
+
+
 def test_msgpack_walks_every_kind_of_value() -> None:
     ns = 1_700_000_000_000_000_001
     values = [
@@ -220,7 +232,6 @@ def test_msgpack_without_timestamps_is_copied_as_it_is(frame: bytes) -> None:
 @pytest.mark.parametrize(
     "frame",
     [
-        pack([{"t": Ext(-1, ns_to_msgpack_ext(10**9))}]),  # whole seconds: the 4-byte form
         pack([{"t": Ext(-1, ns_to_msgpack_ext(2**34 * 10**9))}]),  # the 12-byte form
         pack([{"t": Ext(5, b"\x00" * 8)}]),  # another extension type
         pack([{"t": Ext(-1, ((10**9 << 34) | 1).to_bytes(8, "big"))}]),  # nanoseconds >= 1e9

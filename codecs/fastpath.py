@@ -52,8 +52,6 @@ _BYTEARRAY = types.ByteArray(types.uint8, 1, "C")
 _BYTES = types.Bytes(types.uint8, 1, "C", readonly=True)
 _JSON_STAMP_KEY = np.frombuffer(b',"ts_recv":', dtype=np.uint8)
 _MSGPACK_STAMP_KEY = np.frombuffer(b"\xa7ts_recv\xd3", dtype=np.uint8)
-# The payload bytes of msgpack's fixed-size scalars, from 0xCA (float 32) to 0xD3 (int 64).
-_SCALAR_SIZES = np.array([4, 8, 1, 2, 4, 8, 1, 2, 4, 8], dtype=np.int64)
 _TEN, _ZERO, _BILLION = np.uint64(10), np.uint64(48), np.uint64(1_000_000_000)
 
 
@@ -520,7 +518,8 @@ def _put_int64(dst, out: int, value: int) -> None:  # type: ignore[no-untyped-de
 def _msgpack_time(src, pos: int, n: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """The key ``t`` at ``pos`` must be ``a1 74`` holding a timestamp in its 8-byte form
     ``d7 ff <8>`` or its 4-byte form ``d6 ff <4>`` (whole seconds: what a msgpack encoder sends
-    for a bar's minute): (its nanoseconds, the bytes from ``pos`` to the pair's end), else -1."""
+    for a bar's minute): (its nanoseconds, the bytes from ``pos`` to the pair's end), or (-1, 0).
+    """
     if pos + 7 >= n or src[pos] != 0xA1 or src[pos + 3] != 0xFF:
         return -1, 0
     if src[pos + 2] == 0xD6:
@@ -584,7 +583,6 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
         return -1
     out = 0
     copied = 0
-    stamp_at = -1  # where the first message's receive stamp is in dst
     for _ in range(items):
         if pos >= n:
             return -1
@@ -619,15 +617,9 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 dst[out + 1] = _T
                 dst[out + 2] = 0xD3
                 _put_int64(dst, out + 3, ns)
-                # The pair "ts_recv": ts_recv is the same in every message: written once, then
-                # copied (a fixed-size copy is two moves).
-                if stamp_at < 0:
-                    stamp_at = out + 11
-                    for k in range(9):
-                        dst[stamp_at + k] = _MSGPACK_STAMP_KEY[k]
-                    _put_int64(dst, stamp_at + 9, ts_recv)
-                else:
-                    _memcpy(dst, out + 11, dst, stamp_at, 17)
+                for k in range(9):
+                    dst[out + 11 + k] = _MSGPACK_STAMP_KEY[k]
+                _put_int64(dst, out + 20, ts_recv)
                 out += 28
                 pos += size
                 copied = pos
@@ -650,8 +642,12 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 pos += 1 + (b & 0x1F)
             elif b <= 0x7F or b >= 0xE0:
                 pos += 1
-            elif 0xCA <= b <= 0xD3:  # float 32/64, uint 8-64, int 8-64
-                pos += 1 + _SCALAR_SIZES[b - 0xCA]
+            elif b == 0xCB or b == 0xCF or b == 0xD3 or b == 0xCE or b == 0xD2 or b == 0xCA:
+                pos += 9 if b == 0xCB or b == 0xCF or b == 0xD3 else 5
+            elif b == 0xCD or b == 0xD1:
+                pos += 3
+            elif b == 0xCC or b == 0xD0:
+                pos += 2
             elif 0x90 <= b <= 0x9F:  # a short array, such as the conditions: strings inline
                 end = _skip_fixstrs(src, pos + 1, b & 0x0F, n)
                 pos = end if end >= 0 else _skip(src, pos, n)

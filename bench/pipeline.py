@@ -19,9 +19,9 @@ fast it drains frames written as fast as TCP takes them. Latency: the server sta
 wall clock when it sees the event. Rates and latencies are medians over interleaved rounds.
 
 Event loops: tickd and the bare client run on the loop every ``tickd`` command runs on
-(``tickd.daemon.eventloop``: uvloop), so the latency ratio compares the graph with the transport
-on the same loop; alpaca-py runs on asyncio's own loop, which is what ``StockDataStream.run()``
-gives its users.
+(``tickd.daemon.eventloop``: uvloop when installed, which the lock does not), so the latency
+ratio compares the graph with the transport on the same loop; alpaca-py always runs on asyncio's
+own loop, which is what ``StockDataStream.run()`` gives its users.
 """
 
 from __future__ import annotations

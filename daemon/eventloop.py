@@ -1,17 +1,21 @@
-"""The event loop every ``tickd`` command runs on: uvloop where it is installed (a dependency
-wherever it builds, so everywhere but Windows), else asyncio's own.
+"""The event loop every ``tickd`` command runs on: uvloop when it is installed, else asyncio's
+own. anyio hides the difference: the code is the same on both.
 
-anyio hides the difference: the code is the same on both. uvloop's loop is compiled, asyncio's
-``_run_once`` and callback handles are Python, and the actor graph is made of short hops between
-tasks: measured on the 1M-trade replay benchmark, uvloop replays about 6 % faster with the same
-decisions (``bench/README.md``).
+uvloop is not a dependency, because it is faster only for some work. Measured on the Intel Xeon
+(2026-11-26):
+- the 1M-trade replay, which has no sockets, ran about 6 % faster on it, with the same decisions;
+- the live pipeline benchmark did not gain from it. At 900k msg/s it sustained less: every offered
+  rate from 900k lost frames, where asyncio's loop kept up to about 860k. At 800k it lost frames
+  to the 4096-frame raw queue until the queue was made 16384 (more frames wait at once, likely
+  because libuv reads more per turn of the loop: not measured).
+- The graph's wire-to-strategy latency was the same on both loops.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar, TypeVarTuple, Unpack
+from typing import Final, TypeVar, TypeVarTuple
 
 import anyio
 
@@ -23,6 +27,6 @@ Args = TypeVarTuple("Args")
 BACKEND_OPTIONS: Final = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
-def run(func: Callable[[Unpack[Args]], Awaitable[T]], *args: *Args) -> T:
-    """``anyio.run(func, *args)`` on the asyncio backend, on uvloop when it is there."""
+def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
+    """``anyio.run(func, *args)`` on the asyncio backend, on uvloop when it is installed."""
     return anyio.run(func, *args, backend_options=BACKEND_OPTIONS)

@@ -203,11 +203,13 @@ async def test_the_indicator_actor_takes_trades_in_batches_larger_than_the_bank(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("pack_max", [0, 5, 32], ids=["by-column", "mixed", "packed"])
 async def test_whole_batches_of_trades_read_by_column_match_the_general_pass(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, pack_max: int
 ) -> None:
-    """The column-wise read of a batch the bank takes whole gives the snapshots and the bank
-    state the per-event pass gives (that pass is forced by one trade of an unknown symbol)."""
+    """The read of a batch the bank takes whole (packed event by event when small, else column by
+    column) gives the snapshots and the bank state the per-event pass gives (that pass is forced
+    by one trade of an unknown symbol)."""
     import random
 
     from tickd.strategies.indicators import Bank, Spec
@@ -250,6 +252,7 @@ async def test_whole_batches_of_trades_read_by_column_match_the_general_pass(
         await take(self, batch, rows)
 
     monkeypatch.setattr(IndicatorActor, "_take_trades", counted)
+    monkeypatch.setattr(IndicatorActor, "pack_max", pack_max)
     whole, whole_bank = await run(True)
     calls = len(batches) + 8 * 2  # a batch of 20 takes three calls for a bank of 8
     assert len(by_column) == calls  # every whole batch took the column-wise read

@@ -2,7 +2,7 @@
 NautilusTrader's ``BacktestEngine`` with its bundled ``EMACross`` on the same trades.
 
 The tape: the synthetic market's equities (5 symbols, trades and the minute bars Alpaca sends
-with them, no quotes, news or halts) as Alpaca stock-stream JSON frames of 100 messages, one tape
+with them, no quotes, news or halts) as Alpaca stock-stream msgpack frames of 100 messages, one tape
 record per frame stamped when its last message would arrive. It is built once and cached (see
 :func:`cache_dir`) with the same trades as an ``.npz`` for the peer.
 

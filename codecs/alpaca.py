@@ -11,7 +11,7 @@ Every server frame is an array of objects tagged by ``T``. Decoding takes three 
   timestamp extension); the timestamps are converted in place, ``ts_recv`` is set, and each
   struct's class is switched to its public parent (same layout: one pointer write).
 * careful: if anything in the frame is off (an unknown ``T``, a missing field, not JSON at all,
-  a timestamp in a form the fast pass leaves alone such as msgpack's 4-byte one) the frame is
+  a timestamp in a form the fast pass leaves alone such as msgpack's 12-byte one) the frame is
   split into raw messages and each is decoded on its own, so one bad message costs only itself.
   Unknown types are kept as :class:`UnknownMessage`, bad ones become :class:`DecodeError`.
 """

@@ -19,6 +19,7 @@ from tickd.codecs.schema import Bar, CryptoBar
 from tickd.codecs.timestamps import format_rfc3339_ns, ns_to_msgpack_ext, parse_rfc3339_ns
 
 Ext = msgspec.msgpack.Ext
+Raw = msgspec.Raw
 STAMP = 1_717_162_200_500_000_007
 
 
@@ -223,7 +224,12 @@ def test_msgpack_walks_every_kind_of_value() -> None:
         65535,
         2**32,
         -(2**40),
+        -33,
+        -300,
+        70_000,
+        -70_000,
         1.5,
+        Raw(b"\xca\x3f\xc0\x00\x00"),  # float 32: 1.5
         "x" * 40,
         b"\x00" * 300,
         "y" * 300,
@@ -248,7 +254,11 @@ def test_msgpack_walks_every_kind_of_value() -> None:
     decoded = msgspec.msgpack.decode(out)
     assert [(m["t"], m["ts_recv"]) for m in decoded[:18]] == [(ns, STAMP)] * 18
     assert decoded[18:] == [7, [1, 2]]
-    assert decoded[0]["k12"] == list(range(20)) and decoded[17]["m19"] == 19
+    original = msgspec.msgpack.decode(frame)[0]  # every other value comes through untouched
+    assert {k: v for k, v in decoded[0].items() if k not in ("t", "ts_recv")} == {
+        k: v for k, v in original.items() if k != "t"
+    }
+    assert decoded[17]["m19"] == 19
 
 
 @pytest.mark.parametrize(
@@ -268,6 +278,7 @@ def test_msgpack_without_timestamps_is_copied_as_it_is(frame: bytes) -> None:
     [
         pack([{"t": Ext(-1, ns_to_msgpack_ext(2**34 * 10**9))}]),  # the 12-byte form
         pack([{"t": Ext(5, b"\x00" * 8)}]),  # another extension type
+        pack([{"t": Ext(5, b"\x00" * 4)}]),  # another extension type, 4 bytes
         pack([{"t": Ext(-1, ((10**9 << 34) | 1).to_bytes(8, "big"))}]),  # nanoseconds >= 1e9
         pack({"t": Ext(-1, ns_to_msgpack_ext(1))}),  # not an array
     ],
@@ -277,8 +288,9 @@ def test_msgpack_refuses_other_forms(frame: bytes) -> None:
 
 
 @pytest.mark.parametrize("cut", [1, 2, 5, 9, 14, 20])
-def test_a_truncated_msgpack_frame_stays_undecodable(cut: int) -> None:
-    frame = pack([{"T": "t", "S": "AAPL", "t": Ext(-1, ns_to_msgpack_ext(5)), "c": ["@"] * 3}])
+@pytest.mark.parametrize("ns", [5, 60 * 10**9], ids=["8-byte", "4-byte"])
+def test_a_truncated_msgpack_frame_stays_undecodable(cut: int, ns: int) -> None:
+    frame = pack([{"T": "t", "S": "AAPL", "c": ["@"] * 3, "t": Ext(-1, ns_to_msgpack_ext(ns))}])
     out = rewrite_msgpack(frame[:-cut])
     if out is not None:
         with pytest.raises(msgspec.DecodeError):

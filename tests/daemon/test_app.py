@@ -204,7 +204,7 @@ async def test_the_indicator_actor_takes_trades_in_batches_larger_than_the_bank(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("pack_max", [0, 5, 32], ids=["by-column", "mixed", "packed"])
-async def test_whole_batches_of_trades_read_by_column_match_the_general_pass(
+async def test_whole_batches_of_trades_read_packed_or_by_column_match_the_general_pass(
     monkeypatch: pytest.MonkeyPatch, pack_max: int
 ) -> None:
     """The read of a batch the bank takes whole (packed event by event when small, else column by
@@ -244,20 +244,34 @@ async def test_whole_batches_of_trades_read_by_column_match_the_general_pass(
         assert actor.ignored == ({} if whole else {"Trade": len(batches)})
         return published, bank
 
-    by_column: list[int] = []
-    take = IndicatorActor._take_trades
+    import tickd.daemon.indicators as indicators
+
+    taken: list[int] = []  # the sizes of the batches read whole
+    packed: list[int] = []  # one entry per event packed on its own
+    take, pack = IndicatorActor._take_trades, indicators._PACK_EVENT
 
     async def counted(self: IndicatorActor, batch: list[Any], rows: list[int]) -> None:
-        by_column.append(len(batch))
+        taken.append(len(batch))
         await take(self, batch, rows)
+
+    def counted_pack(*args: Any) -> None:
+        packed.append(1)
+        pack(*args)
 
     monkeypatch.setattr(IndicatorActor, "_take_trades", counted)
     monkeypatch.setattr(IndicatorActor, "pack_max", pack_max)
+    monkeypatch.setattr(indicators, "_PACK_EVENT", counted_pack)
     whole, whole_bank = await run(True)
     calls = len(batches) + 8 * 2  # a batch of 20 takes three calls for a bank of 8
-    assert len(by_column) == calls  # every whole batch took the column-wise read
+    assert len(taken) == calls  # every whole batch was read whole...
+    small = sum(n for n in taken if n <= pack_max)
+    assert len(packed) == small  # ...event by event when small, else column by column
+    if pack_max in (0, 32):  # by column only, packed only
+        assert small == (0 if pack_max == 0 else sum(taken))
+    else:
+        assert 0 < small < sum(taken)  # mixed: some of each
     general, general_bank = await run(False)
-    assert len(by_column) == calls  # and no batch with a stray did
+    assert len(taken) == calls and len(packed) == small  # and no batch with a stray was
     assert [(s.symbol, s.ts_event, s.ts_recv) for s in whole] == [
         (s.symbol, s.ts_event, s.ts_recv) for s in general
     ]

@@ -6,8 +6,11 @@ uvloop is not a dependency, because it is faster only for some work. Measured on
 - the 1M-trade replay, which has no sockets, ran about 6 % faster on it, with the same decisions;
 - the live pipeline benchmark did not gain from it. At 900k msg/s it sustained less: every offered
   rate from 900k lost frames, where asyncio's loop kept up to about 860k. At 800k it lost frames
-  to the 4096-frame raw queue until the queue was made 16384 (more frames wait at once, likely
-  because libuv reads more per turn of the loop: not measured).
+  to the feed's 4096-frame raw queue, which a queue of 16384 (``queue`` in the feed's settings)
+  avoided: more frames wait at once, likely because libuv reads more per turn of the loop (not
+  measured). The default stays 4096: with 16384, the control of the overload tests (the burst
+  that gets a daemon without conflation dropped as a slow client, tests/reliability/test_load.py)
+  was not dropped in one CI run.
 - The graph's wire-to-strategy latency was the same on both loops.
 """
 

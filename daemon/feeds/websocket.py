@@ -90,9 +90,7 @@ class WebsocketSettings(Struct, frozen=True, kw_only=True):
     ping_interval: float = 3.0
     ping_timeout: float = 5.0
     max_size: int = 16 * 2**20  # news frames and subscription acks can be large
-    # Raw frames between the reader and the decoder. On uvloop (when installed) 4096 frames of
-    # 10 trades overflowed at 800k msg/s where 16384 did not (asyncio's loop needed 4096).
-    queue: int = 16384
+    queue: int = 4096  # raw frames between the reader and the decoder (see tickd.daemon.eventloop)
     queue_bytes: int = 64 * 2**20  # and their bytes at most (a few huge news frames)
     batch: int = 64  # frames decoded per pass
     backoff_initial: float = 1.0

@@ -642,8 +642,10 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 pos += 1 + (b & 0x1F)
             elif b <= 0x7F or b >= 0xE0:
                 pos += 1
-            elif b == 0xCB or b == 0xCF or b == 0xD3 or b == 0xCE or b == 0xD2 or b == 0xCA:
-                pos += 9 if b == 0xCB or b == 0xCF or b == 0xD3 else 5
+            elif b == 0xCB or b == 0xCF or b == 0xD3:  # 64 bits: float, uint, int
+                pos += 9
+            elif b == 0xCE or b == 0xD2 or b == 0xCA:  # 32 bits: uint, int, float
+                pos += 5
             elif b == 0xCD or b == 0xD1:
                 pos += 3
             elif b == 0xCC or b == 0xD0:

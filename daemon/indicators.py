@@ -96,8 +96,8 @@ class IndicatorActor(Actor[Any]):
         bar's high and low) through a flat view of the bank's input, no numpy call per event;
         the columns every event of a chunk shares a rule for (a trade's high = low = close, the
         UTC day) are filled by numpy afterwards. One compiled call per bank's worth of events.
-        A batch of trades the bank takes whole (the live feeds' usual batch) is read column by
-        column instead, a bank's worth at a time: see :meth:`_take_trades`."""
+        A batch of trades the bank takes whole (the live feeds' usual batch) is read whole
+        instead, a bank's worth at a time: see :meth:`_take_trades`."""
         index, wanted, flat = self._index, self._wanted, self._flat
         capacity = len(flat) // _WIDTH
         if self._trades and wanted.issuperset(map(type, batch)):

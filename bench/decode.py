@@ -143,7 +143,7 @@ def make_quotes(rng: np.random.Generator, count: int = FRAME_SIZE) -> list[Quote
 # --- peer: msgspec with its own (microsecond) datetime decoding -----------------------------------
 
 
-# Fields in the wire's key order, as tickd's own structs: msgspec matches keys fastest in that order.
+# Fields in the wire's key order, as tickd's structs: msgspec matches keys fastest in that order.
 class LossyTrade(Struct, tag_field="T", tag="t", kw_only=True):
     symbol: str = field(name="S")
     trade_id: int = field(default=0, name="i")

@@ -225,10 +225,8 @@ class AlpacaDecoder:
         # The fast path, inline: it runs once per frame.
         if type(frame) is not bytes:
             frame = frame.encode() if isinstance(frame, str) else bytes(frame)
-        if len(frame) > self._room:
-            self._grow(len(frame))
         if (size := self._rewrite(frame, self._scratch, ts_recv)) < 0:
-            return self.stats.record(self._decode_carefully(frame, ts_recv))
+            return self._refused(frame, ts_recv)
         try:
             messages = self._native.decode(self._view[:size])
         except DECODE_ERRORS:
@@ -237,6 +235,15 @@ class AlpacaDecoder:
         stats.frames += 1
         stats.messages += len(messages)
         return Decoded(messages)
+
+    def _refused(self, frame: bytes, ts_recv: int) -> Decoded:
+        """The kernel refused ``frame``: if the scratch buffer was too small (the kernel checks
+        its room, so a big frame costs nothing until then), grow it and try again; otherwise the
+        frame holds something the fast path leaves to the careful one."""
+        if len(frame) > self._room:
+            self._grow(len(frame))
+            return self.decode(frame, ts_recv)
+        return self.stats.record(self._decode_carefully(frame, ts_recv))
 
     def _grow(self, frame_size: int) -> None:
         """A scratch buffer for the kernel's output, reused frame after frame."""

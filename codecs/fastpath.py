@@ -19,10 +19,13 @@ well-formed UTC timestamp. Anything else (a key ``t`` holding a number, a bad ti
 path that reports typed errors. So the kernels can make decoding faster, never different.
 
 Every byte read is widened to ``int64`` first: numba types ``uint8 | int`` arithmetic as unsigned
-and mixed unsigned/signed as ``float64``, which costs conversions in the innermost loops. The GIL
-is kept: releasing and retaking it costs more than a frame's rewrite. numba's reference counting
-(NRT) is off: the kernels allocate nothing, and with it on numba counts references to the frame
-and the scratch buffer around every helper call, with atomic instructions (2-6 % of a decode).
+and mixed unsigned/signed as ``float64``, which costs conversions in the innermost loops. The
+msgpack kernel reads bytes through ``_at`` (no negative-index wraparound: its positions are
+checked against the length) and moves each 8-byte integer with one byte-swapped load or store.
+The GIL is kept: releasing and retaking it costs more than a frame's rewrite. numba's reference
+counting (NRT) is off: the kernels allocate nothing, and with it on numba counts references to
+the frame and the scratch buffer around every helper call, with atomic instructions (2-6 % of a
+decode).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from llvmlite import ir
 from numba import int64, njit, types, uint64
 from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
@@ -269,6 +273,35 @@ def _memcpy(typingctx, dst, dst_at, src, src_at, count):  # type: ignore[no-unty
     return types.void(dst, dst_at, src, src_at, count), codegen
 
 
+@intrinsic
+def _load_be(typingctx, src, at, width):  # type: ignore[no-untyped-def]
+    """The big-endian unsigned integer of ``width`` (a literal 4 or 8) bytes at src[at:], as
+    one unaligned load and a byte swap (per-byte reads and shifts cost a dozen instructions)."""
+    if not isinstance(width, types.IntegerLiteral) or width.literal_value not in (4, 8):
+        return None
+    bits = ir.IntType(8 * width.literal_value)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        source = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(source.data, [args[1]]), bits.as_pointer())
+        word = builder.bswap(builder.load(pointer, align=1))
+        return builder.zext(word, ir.IntType(64)) if bits.width < 64 else word
+
+    return types.int64(src, at, width), codegen
+
+
+@intrinsic
+def _store_be64(typingctx, dst, at, value):  # type: ignore[no-untyped-def]
+    """``dst[at:at+8]`` = ``value`` as a big-endian int64: one byte swap and one store."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        out = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(out.data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(builder.bswap(args[2]), pointer, align=1)
+
+    return types.void(dst, at, value), codegen
+
+
 @_jit(inline="always")
 def _flush(src, start: int, end: int, dst, out: int) -> int:  # type: ignore[no-untyped-def]
     """Copy src[start:end] to dst[out:]; the new ``out``, or -1 if dst has no room."""
@@ -419,6 +452,19 @@ def rewrite_json_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-untype
     return _flush(src, copied, n, dst, out)
 
 
+@intrinsic
+def _at(typingctx, buf, at):  # type: ignore[no-untyped-def]
+    """``buf[at]`` widened to int64, without the negative-index wraparound numba adds to every
+    subscript (two instructions a read, and it keeps LLVM from merging neighbouring reads). The
+    msgpack kernels only read at positions they have checked against the length."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.zext(builder.load(builder.gep(array.data, [args[1]])), ir.IntType(64))
+
+    return types.int64(buf, at), codegen
+
+
 @_jit
 def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """Skip one msgpack value (containers included) starting at ``pos``; -1 if truncated/bad."""
@@ -426,7 +472,7 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     while remaining > 0:
         if pos >= n:
             return -1
-        b = int64(buf[pos])
+        b = _at(buf, pos)
         remaining -= 1
         if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
             pos += 1
@@ -459,7 +505,7 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
         elif b == 0xC4 or b == 0xD9:
             if pos + 1 >= n:
                 return -1
-            pos += 2 + int64(buf[pos + 1])
+            pos += 2 + _at(buf, pos + 1)
         elif b == 0xC5 or b == 0xDA:
             if pos + 2 >= n:
                 return -1
@@ -467,7 +513,7 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
         elif b == 0xC7:
             if pos + 1 >= n:
                 return -1
-            pos += 3 + int64(buf[pos + 1])
+            pos += 3 + _at(buf, pos + 1)
         elif b == 0xC8:
             if pos + 2 >= n:
                 return -1
@@ -485,33 +531,32 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
 
 @_jit(inline="always")
 def _u16(buf, pos: int) -> int:  # type: ignore[no-untyped-def]
-    return int64(buf[pos]) << 8 | int64(buf[pos + 1])
+    return _at(buf, pos) << 8 | _at(buf, pos + 1)
 
 
 @_jit
 def _is_long_t_key(buf, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
     """Is the string at ``pos`` the one-letter ``t`` in one of msgpack's longer str encodings?"""
-    b = int64(buf[pos])
+    b = _at(buf, pos)
     if b == 0xD9:
-        return pos + 2 < n and buf[pos + 1] == 1 and buf[pos + 2] == _T
+        return pos + 2 < n and _at(buf, pos + 1) == 1 and _at(buf, pos + 2) == _T
     if b == 0xDA:
-        return pos + 3 < n and buf[pos + 1] == 0 and buf[pos + 2] == 1 and buf[pos + 3] == _T
+        return (
+            pos + 3 < n
+            and _at(buf, pos + 1) == 0
+            and _at(buf, pos + 2) == 1
+            and _at(buf, pos + 3) == _T
+        )
     if b == 0xDB:
         return (
             pos + 5 < n
-            and buf[pos + 1] == 0
-            and buf[pos + 2] == 0
-            and buf[pos + 3] == 0
-            and buf[pos + 4] == 1
-            and buf[pos + 5] == _T
+            and _at(buf, pos + 1) == 0
+            and _at(buf, pos + 2) == 0
+            and _at(buf, pos + 3) == 0
+            and _at(buf, pos + 4) == 1
+            and _at(buf, pos + 5) == _T
         )
     return False
-
-
-@_jit(inline="always")
-def _put_int64(dst, out: int, value: int) -> None:  # type: ignore[no-untyped-def]
-    for k in range(8):
-        dst[out + 7 - k] = (value >> (8 * k)) & 0xFF
 
 
 @_jit(inline="always")
@@ -520,18 +565,13 @@ def _msgpack_time(src, pos: int, n: int) -> tuple[int, int]:  # type: ignore[no-
     ``d7 ff <8>`` or its 4-byte form ``d6 ff <4>`` (whole seconds: what a msgpack encoder sends
     for a bar's minute): (its nanoseconds, the bytes from ``pos`` to the pair's end), or (-1, 0).
     """
-    if pos + 7 >= n or src[pos] != 0xA1 or src[pos + 3] != 0xFF:
+    if pos + 7 >= n or _at(src, pos) != 0xA1 or _at(src, pos + 3) != 0xFF:
         return -1, 0
-    if src[pos + 2] == 0xD6:
-        seconds = 0
-        for k in range(pos + 4, pos + 8):
-            seconds = seconds << 8 | int64(src[k])
-        return seconds * 1_000_000_000, 8
-    if pos + 11 >= n or src[pos + 2] != 0xD7:
+    if _at(src, pos + 2) == 0xD6:
+        return _load_be(src, pos + 4, 4) * 1_000_000_000, 8
+    if pos + 11 >= n or _at(src, pos + 2) != 0xD7:
         return -1, 0
-    packed = 0
-    for k in range(pos + 4, pos + 12):
-        packed = packed << 8 | int64(src[k])
+    packed = _load_be(src, pos + 4, 8)
     nanos = (packed >> 34) & 0x3FFFFFFF
     seconds = packed & 0x3FFFFFFFF
     if nanos >= 1_000_000_000 or seconds > 9_223_372_035:
@@ -545,7 +585,7 @@ def _skip_fixstrs(src, pos: int, count: int, n: int) -> int:  # type: ignore[no-
     for _ in range(count):
         if pos >= n:
             return -1
-        b = int64(src[pos])
+        b = _at(src, pos)
         if b < 0xA0 or b > 0xBF:
             return -1
         pos += 1 + (b & 0x1F)
@@ -572,7 +612,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
     n = len(src)
     if n == 0:
         return -1
-    b = int64(src[0])
+    b = _at(src, 0)
     if 0x90 <= b <= 0x9F:
         items = b & 0x0F
         pos = 1
@@ -586,7 +626,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
     for _ in range(items):
         if pos >= n:
             return -1
-        b = int64(src[pos])
+        b = _at(src, pos)
         if 0x80 <= b <= 0x8F:
             pairs = b & 0x0F
             head = 1
@@ -605,8 +645,10 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
             if pos + 1 >= n:
                 return -1
             # The key: market data keys are short strings, and one of them is "t".
-            b = int64(src[pos])
-            if (b == 0xA1 and src[pos + 1] == _T) or (b >= 0xD9 and _is_long_t_key(src, pos, n)):
+            b = _at(src, pos)
+            if (b == 0xA1 and _at(src, pos + 1) == _T) or (
+                b >= 0xD9 and _is_long_t_key(src, pos, n)
+            ):
                 ns, size = _msgpack_time(src, pos, n)
                 if ns < 0 or stamped:
                     return -1
@@ -616,10 +658,10 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
                 dst[out] = 0xA1
                 dst[out + 1] = _T
                 dst[out + 2] = 0xD3
-                _put_int64(dst, out + 3, ns)
+                _store_be64(dst, out + 3, ns)
                 for k in range(9):
                     dst[out + 11 + k] = _MSGPACK_STAMP_KEY[k]
-                _put_int64(dst, out + 20, ts_recv)
+                _store_be64(dst, out + 20, ts_recv)
                 out += 28
                 pos += size
                 copied = pos
@@ -637,7 +679,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
             # come in every width), only containers and long strings through _skip.
             if pos >= n:
                 return -1
-            b = int64(src[pos])
+            b = _at(src, pos)
             if 0xA0 <= b <= 0xBF:
                 pos += 1 + (b & 0x1F)
             elif b <= 0x7F or b >= 0xE0:

@@ -15,7 +15,7 @@ from tickd.codecs.fastpath import (
     rewrite_msgpack_times,
     scratch_size,
 )
-from tickd.codecs.schema import Bar, CryptoBar
+from tickd.codecs.schema import Bar, CryptoBar, Trade
 from tickd.codecs.timestamps import format_rfc3339_ns, ns_to_msgpack_ext, parse_rfc3339_ns
 
 Ext = msgspec.msgpack.Ext
@@ -325,3 +325,25 @@ def test_msgpack_frames_it_cannot_rewrite_are_refused(frame: bytes) -> None:
 def test_msgpack_without_room_is_refused() -> None:
     frame = pack([{"t": Ext(-1, ns_to_msgpack_ext(5))}])
     assert entry_point(rewrite_msgpack_times)(frame, bytearray(len(frame)), STAMP) == -1
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_a_frame_beyond_the_scratch_room_grows_it_and_stays_fast(
+    encoding: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel checks its room itself: a frame too big for the scratch buffer is refused,
+    the buffer grows, and the same frame goes the fast way."""
+    trades = [
+        Trade(symbol="AAPL", ts_event=1_700_000_000_000_000_000 + i, price=1.5, size=i)
+        for i in range(400)
+    ]
+    decoder = AlpacaDecoder("stocks", encoding)
+    frame = AlpacaEncoder("stocks", encoding).encode(trades)
+    assert len(frame) > decoder._room
+    monkeypatch.setattr(
+        decoder, "_decode_carefully", lambda *_: pytest.fail("went the careful way")
+    )
+    decoded = decoder.decode(frame, 7)
+    assert decoded.messages == [msgspec.structs.replace(t, ts_recv=7) for t in trades]
+    assert decoder._room >= len(frame)
+    assert (decoder.stats.frames, decoder.stats.messages) == (1, 400)

@@ -103,12 +103,13 @@ def cache_dir() -> Path:
 
 
 def _key(n_trades: int) -> str:
-    """Changes with anything that changes the tape's bytes: the market, the generator's code."""
+    """Changes with anything that changes the tape's bytes: the market, the generator's code,
+    the schema and the encoder (the order of a message's keys is the schema's)."""
     h = hashlib.blake2b(digest_size=6)
     h.update(f"{_TAPE_VERSION} {n_trades} {FRAME} {ENCODING} {MARKET!r}".encode())
-    synthetic = ROOT / "codecs" / "synthetic"
-    for name in ("market.py", "frames.py"):
-        h.update((synthetic / name).read_bytes())
+    codecs = ROOT / "codecs"
+    for name in ("synthetic/market.py", "synthetic/frames.py", "schema.py", "alpaca.py"):
+        h.update((codecs / name).read_bytes())
     return f"replay-{n_trades}-{h.hexdigest()}"
 
 

@@ -42,7 +42,7 @@ from numba.extending import intrinsic
 
 __all__ = ["entry_point", "rewrite_json_times", "rewrite_msgpack_times", "scratch_size"]
 
-_QUOTE, _COLON, _COMMA, _LBRACE, _T, _BACKSLASH = 34, 58, 44, 123, 116, 92
+_QUOTE, _COLON, _COMMA, _LBRACE, _RBRACE, _T, _BACKSLASH = 34, 58, 44, 123, 125, 116, 92
 _ONES = np.uint64(0x0101_0101_0101_0101)
 _HIGHS = np.uint64(0x8080_8080_8080_8080)
 _LOWS = np.uint64(0x7F7F_7F7F_7F7F_7F7F)
@@ -335,7 +335,8 @@ def _json_key_t(src, i: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """src[i] is a 't'. If it is the key ``t`` holding a string, return the index of the string's
     closing quote; 0 if it is not a key ``t`` (a value such as the trade tag ``"T":"t"``); -1 if
     it is a key ``t`` in any other form (spaces, a number: the frame goes the careful way, or else
-    a number the wire put there would pass as nanoseconds) or the key ``ts_recv``."""
+    a number the wire put there would pass as nanoseconds), one whose string is not followed by
+    ``,`` or ``}``, or the key ``ts_recv``."""
     if i + 1 >= n or src[i - 1] != _QUOTE:
         return 0
     if src[i + 1] != _QUOTE:
@@ -355,7 +356,11 @@ def _json_key_t(src, i: int, n: int) -> int:  # type: ignore[no-untyped-def]
     limit = min(n, i + 35)
     while close < limit and src[close] != _QUOTE:
         close += 1
-    return close if close < limit else -1
+    if close >= limit or close + 1 >= n:
+        return -1
+    # The string must end the value: the stamp written after it would otherwise run into what
+    # follows (``"t":"...Z"12,`` is bad JSON, but ``"ts_recv":<stamp>12,`` would pass).
+    return close if src[close + 1] == _COMMA or src[close + 1] == _RBRACE else -1
 
 
 @_jit

@@ -84,6 +84,9 @@ def test_json_messages_in_the_same_second_share_its_digits_correctly() -> None:
         b'[{"t":"2021-02-22T15:51:45.12345678?Z"}]',
         b'[{"t":"2021-02-22T15:51:45.1234567\xb9Z"}]',
         b'[{"t":"2021-02-22T15:51:45Z',  # truncated
+        b'[{"t":"2021-02-22T15:51:45Z"12,"p":1}]',  # bad JSON the stamp's digits would join
+        b'[{"t":"2021-02-22T15:51:45Z" ,"p":1}]',  # a space: left to the careful path
+        b'[{"t":"2021-02-22T15:51:45Z"]',
         b'[{"t":12}]',
         b'[{"x":"a\\",\\"t\\":\\"2021-02-22T15:51:45Z"}]',  # escapes: could spell a key
         b'[{"S":"\\u0041","t":"2021-02-22T15:51:45Z"}]',
@@ -346,3 +349,17 @@ def test_a_frame_beyond_the_scratch_room_grows_it_and_stays_fast(
     decoded = decoder.decode(frame, 7)
     assert decoded.messages == [msgspec.structs.replace(t, ts_recv=7) for t in trades]
     assert decoder._room >= len(frame)
+
+
+@pytest.mark.parametrize("stream", ["stocks", "crypto"])
+def test_a_timestamp_run_into_digits_is_bad_json_on_both_paths(stream: Any) -> None:
+    """Found by the fuzzer: ``"t":"...Z"1241327,`` is bad JSON, but the rewrite used to write
+    ``"ts_recv":<stamp>`` before the digits, which made one longer, valid stamp."""
+    frame = (
+        b'[{"T":"t","S":"PIL/BTC","p":4.07e-6,"s":1,'
+        b'"t":"1970-01-01T15:23:38.317175868Z"1241327,"x":"FTXU"}]'
+    )
+    decoder = AlpacaDecoder(stream, "json")
+    fast = decoder.decode(frame, 2704)
+    assert fast.messages == [] and len(fast.errors) == 1
+    assert fast.errors == decoder._decode_carefully(frame, 2704).errors

@@ -34,7 +34,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba import int64, njit, types, uint64
 from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
@@ -477,7 +477,7 @@ def _skip(buf, pos: int, n: int) -> int:  # type: ignore[no-untyped-def]
     while remaining > 0:
         if pos >= n:
             return -1
-        b = _at(buf, pos)
+        b: int = _at(buf, pos)
         remaining -= 1
         if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
             pos += 1
@@ -542,7 +542,7 @@ def _u16(buf, pos: int) -> int:  # type: ignore[no-untyped-def]
 @_jit
 def _is_long_t_key(buf, pos: int, n: int) -> bool:  # type: ignore[no-untyped-def]
     """Is the string at ``pos`` the one-letter ``t`` in one of msgpack's longer str encodings?"""
-    b = _at(buf, pos)
+    b: int = _at(buf, pos)
     if b == 0xD9:
         return pos + 2 < n and _at(buf, pos + 1) == 1 and _at(buf, pos + 2) == _T
     if b == 0xDA:
@@ -590,7 +590,7 @@ def _skip_fixstrs(src, pos: int, count: int, n: int) -> int:  # type: ignore[no-
     for _ in range(count):
         if pos >= n:
             return -1
-        b = _at(src, pos)
+        b: int = _at(src, pos)
         if b < 0xA0 or b > 0xBF:
             return -1
         pos += 1 + (b & 0x1F)
@@ -617,7 +617,7 @@ def rewrite_msgpack_times(src, dst, ts_recv: int) -> int:  # type: ignore[no-unt
     n = len(src)
     if n == 0:
         return -1
-    b = _at(src, 0)
+    b: int = _at(src, 0)
     if 0x90 <= b <= 0x9F:
         items = b & 0x0F
         pos = 1

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import numba
 import numba.core.config
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
 F = TypeVar("F")
@@ -73,6 +74,24 @@ def kernel(func: F) -> F:
     return _compile(func, **_OPTIONS)  # type: ignore[no-any-return]
 
 
+class LaneKernel(CPUDispatcher):  # type: ignore[misc]
+    """A batch kernel compiled with LLVM's SLP vectorizer, which numba leaves off (numba#8852:
+    it miscompiled some code). Lanes written out by hand in straight-line code (eight
+    accumulators, eight loads from consecutive slots) become one vector register only with it:
+    LLVM's loop vectorizer handles loops, not a row of statements. The setting is numba's global
+    one, so it is switched on for this compile only, under numba's compiler lock (re-entrant:
+    the compile takes it again); the cache keeps the vectorized code."""
+
+    def compile(self, sig: Any) -> Any:
+        with global_compiler_lock:
+            saved = numba.core.config.SLP_VECTORIZE
+            numba.core.config.SLP_VECTORIZE = 1
+            try:
+                return super().compile(sig)
+            finally:
+                numba.core.config.SLP_VECTORIZE = saved
+
+
 class InlineOnly(CPUDispatcher):  # type: ignore[misc]
     """A step's dispatcher: compiled without a CPython entry point, so Python may not call it.
 
@@ -80,6 +99,14 @@ class InlineOnly(CPUDispatcher):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{self.py_func.__qualname__} is a compiled step: call it from a kernel")
+
+
+def lane_kernel(func: F) -> F:
+    """:func:`kernel` for a kernel that lays out vector lanes by hand (see :class:`LaneKernel`);
+    the bit-for-bit tests against TA-Lib are what vouch for the vectorizer's code."""
+    dispatcher = _compile(func, **_OPTIONS)
+    dispatcher.__class__ = LaneKernel
+    return dispatcher  # type: ignore[no-any-return]
 
 
 def step(func: F) -> F:

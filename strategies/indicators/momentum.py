@@ -15,7 +15,7 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.averages import ema_next
 from tickd.strategies.indicators.catalog import Indicator, period
-from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.jit import kernel, lane_kernel, step
 from tickd.strategies.indicators.primitives import fence, mul
 
 NAN = np.nan
@@ -393,15 +393,26 @@ MOM = Indicator(
 
 
 # --- CCI -------------------------------------------------------------------------------------
+# TA-Lib sums the ring of the last n typical prices in slot order for every bar: two chains of n
+# additions a bar, 50 cycles of latency. The batch kernel computes 32 bars at once instead, each
+# in a vector lane with TA-Lib's own order of additions, so every lane's bits are TA-Lib's. Bar j
+# of a cycle (n bars that fill the ring once, starting at slot 0) sees slots 0..j written in this
+# cycle and slots j+1..n-1 from the last one, so the lanes are bar j of 32 consecutive cycles: at
+# each slot they read 32 adjacent cells of a table laid out by slot and cycle.
+_CCI_CYCLES = 64  # cycles a block of the table holds
+_CCI_LANES = 32  # bars computed together: 4 vectors of 8, as 4 x 8 scalars the SLP vectorizer packs
+_L = tuple(np.uint64(i) for i in range(25))  # unsigned offsets: no negative-index fix-up
+
+
 @step
 def _cci_out(last, mean, deviation):
     """(last - mean) / (0.015 * mean deviation), or 0 when either is within 1e-14 of the mean's
-    size (TA-Lib's dead zone) or the divisor is 0."""
+    size (TA-Lib's dead zone) or the divisor is 0. Written without branches, so it vectorizes."""
     band = abs(mean) * EPSILON
-    if abs(last - mean) <= band or abs(deviation) <= band:
-        return 0.0
     scaled = deviation * 0.015
-    return (last - mean) / scaled if scaled != 0.0 else 0.0
+    value = (last - mean) / scaled
+    dead = (abs(last - mean) <= band) | (abs(deviation) <= band) | (scaled == 0.0)
+    return 0.0 if dead else value
 
 
 @step
@@ -419,61 +430,135 @@ def _cci_value(ring, n, last):
 
 
 @step
-def _cci_pair(ring, n, slot, last, new):
-    """:func:`_cci_value` for two bars at once: ``ring`` as it is (newest ``last``), and with
-    ``new`` in ``slot``. Two independent chains of additions run twice as fast as one."""
-    head = ring[:slot]
-    tail = ring[slot + 1 :]
-    mean0 = 0.0
-    mean1 = 0.0
-    for v in head:
-        mean0 += v
-        mean1 += v
-    mean0 += ring[slot]
-    mean1 += new
-    for v in tail:
-        mean0 += v
-        mean1 += v
-    mean0 /= n
-    mean1 /= n
-    dev0 = 0.0
-    dev1 = 0.0
-    for v in head:
-        dev0 += abs(v - mean0)
-        dev1 += abs(v - mean1)
-    dev0 += abs(ring[slot] - mean0)
-    dev1 += abs(new - mean1)
-    for v in tail:
-        dev0 += abs(v - mean0)
-        dev1 += abs(v - mean1)
-    return _cci_out(last, mean0, dev0 / n), _cci_out(new, mean1, dev1 / n)
+def _add8(acc, row, o):
+    """``acc`` plus the 8 cells of ``row`` from ``o``."""
+    return (
+        acc[0] + row[o],
+        acc[1] + row[o + _L[1]],
+        acc[2] + row[o + _L[2]],
+        acc[3] + row[o + _L[3]],
+        acc[4] + row[o + _L[4]],
+        acc[5] + row[o + _L[5]],
+        acc[6] + row[o + _L[6]],
+        acc[7] + row[o + _L[7]],
+    )
 
 
-@kernel
+@step
+def _add_dev8(acc, row, o, mean):
+    """``acc`` plus the distances of the 8 cells of ``row`` from ``o`` to their lane's mean."""
+    return (
+        acc[0] + abs(row[o] - mean[0]),
+        acc[1] + abs(row[o + _L[1]] - mean[1]),
+        acc[2] + abs(row[o + _L[2]] - mean[2]),
+        acc[3] + abs(row[o + _L[3]] - mean[3]),
+        acc[4] + abs(row[o + _L[4]] - mean[4]),
+        acc[5] + abs(row[o + _L[5]] - mean[5]),
+        acc[6] + abs(row[o + _L[6]] - mean[6]),
+        acc[7] + abs(row[o + _L[7]] - mean[7]),
+    )
+
+
+@step
+def _div8(acc, n):
+    return (
+        acc[0] / n,
+        acc[1] / n,
+        acc[2] / n,
+        acc[3] / n,
+        acc[4] / n,
+        acc[5] / n,
+        acc[6] / n,
+        acc[7] / n,
+    )
+
+
+@step
+def _cci8(row, o, mean, dev):
+    """:func:`_cci_out` of 8 lanes; ``row`` from ``o`` holds their newest typical prices."""
+    return (
+        _cci_out(row[o], mean[0], dev[0]),
+        _cci_out(row[o + _L[1]], mean[1], dev[1]),
+        _cci_out(row[o + _L[2]], mean[2], dev[2]),
+        _cci_out(row[o + _L[3]], mean[3], dev[3]),
+        _cci_out(row[o + _L[4]], mean[4], dev[4]),
+        _cci_out(row[o + _L[5]], mean[5], dev[5]),
+        _cci_out(row[o + _L[6]], mean[6], dev[6]),
+        _cci_out(row[o + _L[7]], mean[7], dev[7]),
+    )
+
+
+@step
+def _cci_lanes(table, n, j, c, res):
+    """CCI of bar ``j`` of the cycles ``c`` .. ``c + 31`` of ``table`` into ``res[0:32]``."""
+    new = np.uint64(c + 1)  # cells of this cycle: slots 0..j
+    old = np.uint64(c)  # of the cycle before: slots j+1..n-1
+    z = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    a = b = d = e = z
+    for m in range(j + 1):
+        row = table[m]
+        a, b = _add8(a, row, new), _add8(b, row, new + _L[8])
+        d, e = _add8(d, row, new + _L[16]), _add8(e, row, new + _L[24])
+    for m in range(j + 1, n):
+        row = table[m]
+        a, b = _add8(a, row, old), _add8(b, row, old + _L[8])
+        d, e = _add8(d, row, old + _L[16]), _add8(e, row, old + _L[24])
+    a, b, d, e = _div8(a, n), _div8(b, n), _div8(d, n), _div8(e, n)
+    da = db = dd = de = z
+    for m in range(j + 1):
+        row = table[m]
+        da, db = _add_dev8(da, row, new, a), _add_dev8(db, row, new + _L[8], b)
+        dd = _add_dev8(dd, row, new + _L[16], d)
+        de = _add_dev8(de, row, new + _L[24], e)
+    for m in range(j + 1, n):
+        row = table[m]
+        da, db = _add_dev8(da, row, old, a), _add_dev8(db, row, old + _L[8], b)
+        dd = _add_dev8(dd, row, old + _L[16], d)
+        de = _add_dev8(de, row, old + _L[24], e)
+    da, db, dd, de = _div8(da, n), _div8(db, n), _div8(dd, n), _div8(de, n)
+    row = table[j]
+    ra, rb = _cci8(row, new, a, da), _cci8(row, new + _L[8], b, db)
+    rd, re = _cci8(row, new + _L[16], d, dd), _cci8(row, new + _L[24], e, de)
+    for q in range(8):
+        res[q] = ra[q]
+        res[q + 8] = rb[q]
+        res[q + 16] = rd[q]
+        res[q + 24] = re[q]
+
+
+@lane_kernel
 def _cci(high, low, close, timeperiod, out):
     n = timeperiod
     size = close.shape[0]
     out[: min(n - 1, size)] = NAN
     if size < n:
         return
-    ring = np.empty(n)  # slot of bar i: i % n, as in TA-Lib
-    for i in range(n):
-        ring[i] = (high[i] + low[i] + close[i]) / 3
-    hh, ll, cc, dst = high[n - 1 :], low[n - 1 :], close[n - 1 :], out[n - 1 :]
-    count = size - n + 1
-    last = ring[n - 1]
-    slot = 0  # slot of bar k + 1
-    for k in range(0, count - 1, 2):
-        new = (hh[k + 1] + ll[k + 1] + cc[k + 1]) / 3
-        dst[k], dst[k + 1] = _cci_pair(ring, n, slot, last, new)
-        ring[slot] = new
-        slot = slot + 1 if slot < n - 1 else 0
-        if k + 2 < count:
-            last = (hh[k + 2] + ll[k + 2] + cc[k + 2]) / 3
-            ring[slot] = last
-            slot = slot + 1 if slot < n - 1 else 0
-    if count % 2:
-        dst[count - 1] = _cci_value(ring, n, last)
+    cycles = _CCI_CYCLES
+    # table[m, c]: typical price in slot m during cycle c - 1 of the block; column 0 is the last
+    # cycle of the block before (zeros before the first, read only by bars without output).
+    table = np.zeros((n, cycles + 1))
+    typical = np.empty(cycles * n)
+    res = np.empty(_CCI_LANES)
+    for first in range(0, size, cycles * n):
+        stop = min(cycles * n, size - first)
+        end = first + stop
+        hh, ll, cc = high[first:end], low[first:end], close[first:end]
+        for i in range(stop):
+            typical[i] = (hh[i] + ll[i] + cc[i]) / 3
+        table[:, 0] = table[:, cycles]
+        for c in range(cycles):
+            cell = c + 1
+            for m in range(n):
+                table[m, cell] = typical[c * n + m]  # beyond ``stop``: stale, in unused lanes
+        for j in range(n):
+            for c in range(0, cycles, _CCI_LANES):
+                dst = out[first + c * n + j :: n]  # bar j of the cycles c, c + 1, ...
+                if dst.shape[0] == 0:
+                    break
+                _cci_lanes(table, n, j, c, res)
+                skip = 1 if first == 0 and c == 0 and j < n - 1 else 0  # cycle 0: bar n - 1 only
+                for q in range(skip, min(_CCI_LANES, dst.shape[0])):
+                    dst[q] = res[q]
 
 
 @step

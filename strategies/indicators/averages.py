@@ -13,7 +13,7 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.primitives import fence
+from tickd.strategies.indicators.primitives import AHEAD, fence, prefetch
 
 NAN = np.nan
 
@@ -39,6 +39,7 @@ def _sma(real, timeperiod, out):
     for i in range(n - 1):
         total += real[i]
     for i in range(n - 1, size):
+        prefetch(real, i + AHEAD)
         total += real[i]
         value = total
         total -= real[i - n + 1]
@@ -114,6 +115,7 @@ def _ema(real, timeperiod, out):
     prev = total / n
     out[n - 1] = prev
     for i in range(n, size):
+        prefetch(real, i + AHEAD)
         prev = ema_next(prev, real[i], k)
         out[i] = prev
 
@@ -213,6 +215,7 @@ def _wma(real, timeperiod, out):
     ahead = real[n - 1 :]
     dest = out[n - 1 :]
     for j in range(size - n + 1):
+        prefetch(ahead, j + AHEAD)
         countdown -= 1
         if countdown == 0:
             countdown = _RESCAN * n
@@ -314,6 +317,7 @@ def _dema(real, timeperiod, out):
     e2 = total / n
     out[lookback] = 2.0 * e1 - e2
     for i in range(lookback + 1, size):
+        prefetch(real, i + AHEAD)
         e1 = ema_next(e1, real[i], k)
         e2 = ema_next(e2, e1, k)
         out[i] = 2.0 * e1 - e2
@@ -400,6 +404,7 @@ def _tema(real, timeperiod, out):
     e3 = total / n
     out[lookback] = _tema_value(e1, e2, e3)
     for i in range(lookback + 1, size):
+        prefetch(real, i + AHEAD)
         e1 = ema_next(e1, real[i], k)
         e2 = ema_next(e2, e1, k)
         e3 = ema_next(e3, e2, k)
@@ -496,6 +501,7 @@ def _kama(real, timeperiod, out):
     last = ahead[0]
     old = real[0]
     for j in range(1, size - n):
+        prefetch(ahead, j + AHEAD)
         x = ahead[j]
         trailing = real[j]
         move = x - last

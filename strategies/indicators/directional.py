@@ -14,7 +14,14 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.primitives import at, put, rounded, skip_leading_nan
+from tickd.strategies.indicators.primitives import (
+    AHEAD,
+    at,
+    prefetch3,
+    put,
+    rounded,
+    skip_leading_nan,
+)
 
 NAN = np.nan
 
@@ -128,6 +135,7 @@ def _adx(high, low, close, timeperiod, out):
     adx = total / n
     put(out, lookback, adx)
     for i in range(lookback + 1, size):
+        prefetch3(high, low, close, i + AHEAD)
         up, down, tr1 = _bar(high, low, close, i)
         plus = wilder(plus, up, n)
         minus = wilder(minus, down, n)
@@ -219,6 +227,7 @@ def _di(high, low, close, timeperiod, minus, out):
         dm += down if minus else up
         tr += tr1
     for i in range(n, size):
+        prefetch3(high, low, close, i + AHEAD)
         up, down, tr1 = _bar(high, low, close, i)
         dm = wilder(dm, down if minus else up, n)
         tr = wilder(tr, tr1, n)

@@ -16,7 +16,7 @@ from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.averages import ema_next
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, lane_kernel, step
-from tickd.strategies.indicators.primitives import fence, mul
+from tickd.strategies.indicators.primitives import AHEAD, fence, mul, prefetch
 
 NAN = np.nan
 #: TA-Lib's ``TA_EPSILON``: its dead zones are this fraction of the operands' size.
@@ -79,6 +79,7 @@ def _rsi(real, timeperiod, out):
     out[n] = _rsi_value(gain, loss)
     now, before, dst = real[n + 1 :], real[n:], out[n + 1 :]  # views, as in _macd
     for k in range(size - n - 1):
+        prefetch(now, k + AHEAD)
         up, down = _moves(now[k] - before[k])
         gain = _wilder(gain, up, n1, recip)
         loss = _wilder(loss, down, n1, recip)
@@ -186,6 +187,7 @@ def _macd(real, fastperiod, slowperiod, signalperiod, macd, signal, hist):
         hist[lookback + 1 :],
     )
     for k in range(size - lookback - 1):
+        prefetch(x, k + AHEAD)
         prev_fast = ema_next(prev_fast, x[k], fast_k)
         prev_slow = ema_next(prev_slow, x[k], slow_k)
         value = prev_fast - prev_slow
@@ -489,34 +491,34 @@ def _cci8(row, o, mean, dev):
 
 
 @step
-def _cci_lanes(table, n, j, c, res):
+def _cci_lanes(table, width, n, j, c, res):
     """CCI of bar ``j`` of the cycles ``c`` .. ``c + 31`` of ``table`` into ``res[0:32]``."""
     new = np.uint64(c + 1)  # cells of this cycle: slots 0..j
     old = np.uint64(c)  # of the cycle before: slots j+1..n-1
     z = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     a = b = d = e = z
     for m in range(j + 1):
-        row = table[m]
+        row = table[m * width : (m + 1) * width]
         a, b = _add8(a, row, new), _add8(b, row, new + _L[8])
         d, e = _add8(d, row, new + _L[16]), _add8(e, row, new + _L[24])
     for m in range(j + 1, n):
-        row = table[m]
+        row = table[m * width : (m + 1) * width]
         a, b = _add8(a, row, old), _add8(b, row, old + _L[8])
         d, e = _add8(d, row, old + _L[16]), _add8(e, row, old + _L[24])
     a, b, d, e = _div8(a, n), _div8(b, n), _div8(d, n), _div8(e, n)
     da = db = dd = de = z
     for m in range(j + 1):
-        row = table[m]
+        row = table[m * width : (m + 1) * width]
         da, db = _add_dev8(da, row, new, a), _add_dev8(db, row, new + _L[8], b)
         dd = _add_dev8(dd, row, new + _L[16], d)
         de = _add_dev8(de, row, new + _L[24], e)
     for m in range(j + 1, n):
-        row = table[m]
+        row = table[m * width : (m + 1) * width]
         da, db = _add_dev8(da, row, old, a), _add_dev8(db, row, old + _L[8], b)
         dd = _add_dev8(dd, row, old + _L[16], d)
         de = _add_dev8(de, row, old + _L[24], e)
     da, db, dd, de = _div8(da, n), _div8(db, n), _div8(dd, n), _div8(de, n)
-    row = table[j]
+    row = table[j * width : (j + 1) * width]
     ra, rb = _cci8(row, new, a, da), _cci8(row, new + _L[8], b, db)
     rd, re = _cci8(row, new + _L[16], d, dd), _cci8(row, new + _L[24], e, de)
     for q in range(8):
@@ -534,9 +536,13 @@ def _cci(high, low, close, timeperiod, out):
     if size < n:
         return
     cycles = _CCI_CYCLES
-    # table[m, c]: typical price in slot m during cycle c - 1 of the block; column 0 is the last
-    # cycle of the block before (zeros before the first, read only by bars without output).
-    table = np.zeros((n, cycles + 1))
+    # Row m of the table (``width`` cells from m * width), cell c: the typical price in slot m
+    # during cycle c - 1 of the block; cell 0 is from the last cycle of the block before (0.0
+    # before the first, read only by bars without output).
+    width = cycles + 1
+    table = np.empty(n * width)
+    for m in range(n):
+        table[m * width + cycles] = 0.0
     typical = np.empty(cycles * n)
     res = np.empty(_CCI_LANES)
     for first in range(0, size, cycles * n):
@@ -545,17 +551,17 @@ def _cci(high, low, close, timeperiod, out):
         hh, ll, cc = high[first:end], low[first:end], close[first:end]
         for i in range(stop):
             typical[i] = (hh[i] + ll[i] + cc[i]) / 3
-        table[:, 0] = table[:, cycles]
+        for m in range(n):
+            table[m * width] = table[m * width + cycles]
         for c in range(cycles):
-            cell = c + 1
             for m in range(n):
-                table[m, cell] = typical[c * n + m]  # beyond ``stop``: stale, in unused lanes
+                table[m * width + c + 1] = typical[c * n + m]  # past ``stop``: unused lanes
         for j in range(n):
             for c in range(0, cycles, _CCI_LANES):
                 dst = out[first + c * n + j :: n]  # bar j of the cycles c, c + 1, ...
                 if dst.shape[0] == 0:
                     break
-                _cci_lanes(table, n, j, c, res)
+                _cci_lanes(table, width, n, j, c, res)
                 skip = 1 if first == 0 and c == 0 and j < n - 1 else 0  # cycle 0: bar n - 1 only
                 for q in range(skip, min(_CCI_LANES, dst.shape[0])):
                     dst[q] = res[q]

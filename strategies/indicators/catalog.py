@@ -71,10 +71,18 @@ class Indicator:
 
     def bind(self, **given: Any) -> dict[str, Any]:
         """Parameters with defaults filled in and ranges checked; unknown names are an error."""
-        unknown = set(given) - {p.name for p in self.params}
-        if unknown:
-            raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}")
-        return {p.name: p.check(given.get(p.name, p.default)) for p in self.params}
+        bound = {}
+        used = 0
+        for p in self.params:
+            if p.name in given:
+                used += 1
+                bound[p.name] = p.check(given[p.name])
+            else:
+                bound[p.name] = p.check(p.default)
+        if used < len(given):
+            unknown = sorted(given.keys() - bound.keys())
+            raise ValueError(f"{self.name}: unknown parameter(s) {unknown}")
+        return bound
 
     def fresh(self, state: np.ndarray, base: int, bound: Mapping[str, Any]) -> None:
         """Write a fresh state for ``bound`` parameters at ``state[base:]``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -31,6 +32,8 @@ def same_length(**arrays: Series) -> int:
 
 def integer(name: str, value: Any, low: int, high: int) -> int:
     """An integer parameter within TA-Lib's range ``[low, high]``."""
+    if type(value) is int and low <= value <= high:  # the usual case, without the checks below
+        return value
     if isinstance(value, bool | np.bool_):
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     try:
@@ -61,7 +64,7 @@ def valid_from(*arrays: Series) -> int:
     computes from the last row anyway; tickd returns all NaN, as streaming does.)
     """
     size = arrays[0].shape[0]
-    if size and not any(np.isnan(a[0]) for a in arrays):
+    if size and not any(math.isnan(a[0]) for a in arrays):
         return 0
     ok = np.ones(size, dtype=bool)
     for a in arrays:
@@ -71,9 +74,10 @@ def valid_from(*arrays: Series) -> int:
 
 def output(size: int, start: int, count: int = 1) -> tuple[Series, ...]:
     """``count`` output arrays of ``size`` rows with the rows before ``start`` already NaN."""
-    outs = tuple(np.empty(size) for _ in range(count))
-    for out in outs:
-        out[:start] = np.nan
+    outs = (np.empty(size),) if count == 1 else tuple(np.empty(size) for _ in range(count))
+    if start:
+        for out in outs:
+            out[:start] = np.nan
     return outs
 
 

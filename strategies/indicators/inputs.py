@@ -10,10 +10,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 Series = NDArray[np.float64]
+_FLOAT64 = np.dtype(np.float64)
 
 
 def series(name: str, value: Any) -> Series:
     """``value`` as a contiguous 1-D float64 array; integers and float32 are widened losslessly."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype == _FLOAT64
+        and value.ndim == 1
+        and value.flags.c_contiguous
+    ):  # the usual case: no conversion, no copy
+        return value
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype.itemsize > 8:
         raise ValueError(f"{name}: expected real numbers (float64), got dtype {arr.dtype}")
@@ -64,8 +72,12 @@ def valid_from(*arrays: Series) -> int:
     computes from the last row anyway; tickd returns all NaN, as streaming does.)
     """
     size = arrays[0].shape[0]
-    if size and not any(math.isnan(a[0]) for a in arrays):
-        return 0
+    if size:
+        for a in arrays:
+            if math.isnan(a[0]):
+                break
+        else:
+            return 0
     ok = np.ones(size, dtype=bool)
     for a in arrays:
         ok &= ~np.isnan(a)

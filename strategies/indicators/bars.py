@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from tickd.strategies.indicators.jit import compiled, step
+from tickd.strategies.indicators.jit import on_first_call, step
 
 #: Columns of an emitted bar, in order.
 BAR_FIELDS = ("symbol", "start", "open", "high", "low", "close", "volume", "vwap", "count")
@@ -48,7 +48,7 @@ def _emit(buf, row, out, n):
     buf[row + _START] = np.nan
 
 
-@compiled("int64(float64[::1], int64[::1], float64[:, ::1])", fastmath=False)
+@on_first_call("int64(float64[::1], int64[::1], float64[:, ::1])", fastmath=False)
 def _aggregate(buf, ts, trades):
     n_symbols = buf[_N_SYMBOLS]
     interval = int(buf[_INTERVAL])
@@ -99,7 +99,7 @@ def _aggregate(buf, ts, trades):
     return n
 
 
-@compiled("int64(float64[::1], int64)", fastmath=False)
+@on_first_call("int64(float64[::1], int64)", fastmath=False)
 def _flush(buf, now_ns):
     n_symbols = int(buf[_N_SYMBOLS])
     interval = buf[_INTERVAL]

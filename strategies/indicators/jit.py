@@ -142,3 +142,32 @@ def compiled(signature: str, **options: Any) -> Any:
     """Eagerly compile an entry point called from Python with ``signature``: any other argument
     types are a ``TypeError`` rather than a silent new compile."""
     return lambda func: _compile(func, signature, **{**_OPTIONS, **options})
+
+
+class FirstCall(CPUDispatcher):  # type: ignore[misc]
+    """An entry point with one declared signature, compiled (or loaded from the cache) on its
+    first call. numba compiles a declared signature when the module is imported: every process
+    importing the indicators, warm-up workers included, paid for kernels it might never call."""
+
+    declared: str
+
+    def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
+        # numba comes here for argument types no compiled version takes and calls what this
+        # returns: the dispatcher again, which now runs the declared signature or, for other
+        # types, raises numba's TypeError.
+        if self._can_compile:
+            self.compile(self.declared)
+            self.disable_compile()
+        return self
+
+
+def on_first_call(signature: str, **options: Any) -> Any:
+    """:func:`compiled`, but compiled on the first call instead of at import."""
+
+    def decorate(func: F) -> F:
+        dispatcher = _compile(func, **{**_OPTIONS, **options})
+        dispatcher.__class__ = FirstCall
+        dispatcher.declared = signature
+        return dispatcher  # type: ignore[no-any-return]
+
+    return decorate

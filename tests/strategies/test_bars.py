@@ -4,6 +4,9 @@ many symbols fed in random batch sizes, with late trades counted rather than fol
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -130,3 +133,32 @@ def test_bar_bank_refuses_bad_arguments() -> None:
         bank.update(stamps, trades)
     with pytest.raises(ValueError, match="timestamps"):
         bank.update(stamps[:0], trades)
+
+
+_FIRST_CALL = """
+import numpy as np
+from tickd.strategies.indicators import bars
+print("import", len(bars._aggregate.signatures), len(bars._flush.signatures))
+bank = bars.BarBank(1)
+stamps, trades = bars.BarBank.trades(1)
+for ts in (stamps.astype(np.float64), stamps, stamps.astype(np.float64)):
+    try:
+        print("update", bank.update(ts, trades))
+    except TypeError as exc:
+        print("TypeError", str(exc).split(":")[0])
+print("signatures", len(bars._aggregate.signatures), len(bars._flush.signatures))
+"""
+
+
+def test_bar_kernels_compile_on_first_call_for_their_declared_types_only() -> None:
+    """Importing the indicators compiles nothing (every process imports them, warm-up workers
+    included); the first call compiles the declared signature, whatever its argument types."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True, check=True
+    )
+    wrong = (
+        "TypeError No matching definition for argument type(s) array(float64, 1d, C), "
+        "array(float64, 1d, C), array(float64, 2d, C)"
+    )
+    assert done.stdout.splitlines() == ["import 0 0", wrong, "update 0", wrong, "signatures 1 0"]

@@ -135,6 +135,8 @@ class BarBank:
         self.state[:, _EMITTED] = -np.inf
         #: Emitted bars: after ``update`` or ``flush`` returns n, rows [:n] are the new bars.
         self.bars: NDArray[np.float64] = self._buf[out:].reshape(rows, len(BAR_FIELDS))
+        _aggregate.ready()  # compiled (or loaded) now, not on the first trades
+        _flush.ready()
 
     def update(self, ts: NDArray[np.int64], trades: NDArray[np.float64]) -> int:
         """Fold trades (rows of :data:`TRADE_FIELDS`, receive or exchange time ``ts`` in int64

@@ -145,24 +145,30 @@ def compiled(signature: str, **options: Any) -> Any:
 
 
 class FirstCall(CPUDispatcher):  # type: ignore[misc]
-    """An entry point with one declared signature, compiled (or loaded from the cache) on its
-    first call. numba compiles a declared signature when the module is imported: every process
-    importing the indicators, warm-up workers included, paid for kernels it might never call."""
+    """An entry point with one declared signature, compiled (or loaded from the cache) when its
+    owner is built or on its first call. numba compiles a declared signature when the module is
+    imported: every process importing the indicators, warm-up workers included, paid for kernels
+    it might never call."""
 
     declared: str
 
-    def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
-        # numba comes here for argument types no compiled version takes and calls what this
-        # returns: the dispatcher again, which now runs the declared signature or, for other
-        # types, raises numba's TypeError.
+    def ready(self) -> None:
+        """Compile the declared signature now, and refuse any other argument types from then on
+        (numba's ``TypeError``) rather than compile them."""
         if self._can_compile:
             self.compile(self.declared)
             self.disable_compile()
+
+    def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
+        # numba comes here for argument types no compiled version takes and calls what this
+        # returns: the dispatcher again, which now runs the declared signature or raises.
+        self.ready()
         return self
 
 
 def on_first_call(signature: str, **options: Any) -> Any:
-    """:func:`compiled`, but compiled on the first call instead of at import."""
+    """:func:`compiled`, but compiled by :meth:`FirstCall.ready` or the first call instead of at
+    import."""
 
     def decorate(func: F) -> F:
         dispatcher = _compile(func, **{**_OPTIONS, **options})

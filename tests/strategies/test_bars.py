@@ -139,7 +139,12 @@ _FIRST_CALL = """
 import numpy as np
 from tickd.strategies.indicators import bars
 print("import", len(bars._aggregate.signatures), len(bars._flush.signatures))
+try:
+    bars._flush(np.zeros(8, dtype=np.int64), 1)  # an int64 buffer: not the declared float64
+except TypeError as exc:
+    print("TypeError", str(exc).split(":")[0], len(bars._flush.signatures))
 bank = bars.BarBank(1)
+print("built", len(bars._aggregate.signatures), len(bars._flush.signatures))
 stamps, trades = bars.BarBank.trades(1)
 for ts in (stamps.astype(np.float64), stamps, stamps.astype(np.float64)):
     try:
@@ -150,9 +155,10 @@ print("signatures", len(bars._aggregate.signatures), len(bars._flush.signatures)
 """
 
 
-def test_bar_kernels_compile_on_first_call_for_their_declared_types_only() -> None:
+def test_bar_kernels_compile_when_a_bar_bank_is_built_for_their_declared_types_only() -> None:
     """Importing the indicators compiles nothing (every process imports them, warm-up workers
-    included); the first call compiles the declared signature, whatever its argument types."""
+    included); building a bar bank, or a first call, compiles the declared signatures and no
+    other."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
     done = subprocess.run(
         [sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True, check=True
@@ -161,4 +167,12 @@ def test_bar_kernels_compile_on_first_call_for_their_declared_types_only() -> No
         "TypeError No matching definition for argument type(s) array(float64, 1d, C), "
         "array(float64, 1d, C), array(float64, 2d, C)"
     )
-    assert done.stdout.splitlines() == ["import 0 0", wrong, "update 0", wrong, "signatures 1 0"]
+    assert done.stdout.splitlines() == [
+        "import 0 0",
+        "TypeError No matching definition for argument type(s) array(int64, 1d, C), int64 1",
+        "built 1 1",
+        wrong,
+        "update 0",
+        wrong,
+        "signatures 1 1",
+    ]

@@ -1,4 +1,4 @@
-"""The two numba decorators every indicator kernel uses, so they all compile the same way.
+"""The numba decorators every indicator kernel uses, so they all compile the same way.
 
 ``fastmath={"contract"}`` lets LLVM fuse ``a * b + c`` into one FMA, which is what TA-Lib's own
 build does: with it the simple recurrences (EMA, Wilder smoothing) match TA-Lib bit for bit, and

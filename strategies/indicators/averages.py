@@ -72,10 +72,8 @@ def sma_step(st, b, high, low, close, volume, session, out, o):
 def sma(real, timeperiod=30):
     """Simple moving average over ``timeperiod`` values; NaN for the first ``timeperiod - 1``."""
     bound = SMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _sma(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _sma(x, bound["timeperiod"], tail)
     return out
 
 
@@ -157,10 +155,8 @@ def ema(real, timeperiod=30):
     """Exponential moving average, k = 2 / (timeperiod + 1), seeded with the SMA of the first
     ``timeperiod`` values (TA-Lib's default); NaN for the first ``timeperiod - 1``."""
     bound = EMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _ema(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _ema(x, bound["timeperiod"], tail)
     return out
 
 
@@ -269,10 +265,8 @@ def wma(real, timeperiod=30):
     """Weighted moving average, weights 1..``timeperiod`` (newest heaviest); NaN for the first
     ``timeperiod - 1``."""
     bound = WMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _wma(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _wma(x, bound["timeperiod"], tail)
     return out
 
 
@@ -347,10 +341,8 @@ def dema_step(st, b, high, low, close, volume, session, out, o):
 def dema(real, timeperiod=30):
     """Double EMA, 2 EMA - EMA(EMA); NaN for the first ``2 * (timeperiod - 1)``."""
     bound = DEMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _dema(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _dema(x, bound["timeperiod"], tail)
     return out
 
 
@@ -438,10 +430,8 @@ def tema(real, timeperiod=30):
     """Triple EMA, 3 EMA - 3 EMA(EMA) + EMA(EMA(EMA)); NaN for the first
     ``3 * (timeperiod - 1)``."""
     bound = TEMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _tema(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _tema(x, bound["timeperiod"], tail)
     return out
 
 
@@ -567,10 +557,8 @@ def kama(real, timeperiod=30):
     """Kaufman adaptive moving average, TA-Lib's (EMA factors 2/3 fast, 2/31 slow, no unstable
     period); NaN for the first ``timeperiod`` (none for ``timeperiod=1``: a copy of the input)."""
     bound = KAMA.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _kama(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _kama(x, bound["timeperiod"], tail)
     return out
 
 

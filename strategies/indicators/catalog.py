@@ -35,6 +35,8 @@ class Param:
 
     def check(self, value: Any) -> float:
         if self.integer:
+            if type(value) is int and self.low <= value <= self.high:  # the usual case
+                return value
             return inputs.integer(self.name, value, int(self.low), int(self.high))
         return inputs.real(self.name, value, self.low, self.high)
 

@@ -218,9 +218,8 @@ def adx(high, low, close, timeperiod=14):
     """Average directional movement index (Wilder); NaN for the first ``2 * timeperiod - 1``
     rows."""
     p = ADX.bind(timeperiod=timeperiod)
-    h, lo, c, start = inputs.price_series(high, low, close)
-    (out,) = inputs.output(h.shape[0], start)
-    _adx(h[start:], lo[start:], c[start:], p["timeperiod"], out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _adx(h, lo, c, p["timeperiod"], tail)
     return out
 
 
@@ -303,9 +302,8 @@ def minus_di_step(st, b, high, low, close, volume, session, out, o):
 
 def _di_batch(ind, high, low, close, timeperiod):
     p = ind.bind(timeperiod=timeperiod)
-    h, lo, c, start = inputs.price_series(high, low, close)
-    (out,) = inputs.output(h.shape[0], start)
-    _di(h[start:], lo[start:], c[start:], p["timeperiod"], ind is MINUS_DI, out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _di(h, lo, c, p["timeperiod"], ind is MINUS_DI, tail)
     return out
 
 

@@ -93,10 +93,41 @@ def output(size: int, start: int, count: int = 1) -> tuple[Series, ...]:
     return outs
 
 
-def price_series(high, low, close):
-    """The three price series validated, and the first row where all are numbers."""
-    h = series("high", high)
-    lo = series("low", low)
-    c = series("close", close)
-    same_length(high=h, low=lo, close=c)
-    return h, lo, c, valid_from(h, lo, c)
+def prepare(
+    names: tuple[str, ...], *values: Any, outputs: int = 1
+) -> tuple[tuple[Series, ...], tuple[Series, ...], tuple[Series, ...]]:
+    """Everything a batch function does before its kernel, in one call: the input series
+    ``values`` (called ``names`` in errors) checked (:func:`series`, :func:`same_length`),
+    ``outputs`` output arrays allocated, and both cut to start at the first row where every
+    input is a number (:func:`valid_from`).
+
+    Returns the cut inputs (the kernel's), the whole outputs (the caller's, NaN before that row)
+    and the cut outputs (the kernel's). Python around a kernel costs more than it seems: at 1e6
+    bars the kernel has just evicted the interpreter's own data from the caches, and each call
+    around it then costs about a microsecond. So the usual case (plain float64 arrays, numbers in
+    the first row) makes no call and no slice here, and takes its arguments by position.
+    """
+    arrays = values
+    for value in values:
+        if not (
+            type(value) is np.ndarray
+            and value.dtype is _FLOAT64
+            and value.ndim == 1
+            and value.flags.c_contiguous
+        ):
+            arrays = tuple(series(n, v) for n, v in zip(names, values, strict=True))
+            break
+    size = arrays[0].shape[0]
+    for a in arrays:
+        if a.shape[0] != size:
+            same_length(**dict(zip(names, arrays, strict=True)))  # raises, naming the lengths
+    if size:
+        for a in arrays:
+            if math.isnan(a[0]):
+                break
+        else:
+            outs = (np.empty(size),) if outputs == 1 else output(size, 0, outputs)
+            return arrays, outs, outs
+    start = valid_from(*arrays)
+    outs = output(size, start, outputs)
+    return tuple(a[start:] for a in arrays), outs, tuple(o[start:] for o in outs)

@@ -122,10 +122,8 @@ def rsi(real, timeperiod=14):
     """Relative strength index with Wilder's smoothing, seeded with the mean gain and loss of the
     first ``timeperiod`` changes; NaN for the first ``timeperiod`` values."""
     bound = RSI.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _rsi(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _rsi(x, bound["timeperiod"], tail)
     return out
 
 
@@ -264,10 +262,8 @@ def macd(real, fastperiod=12, slowperiod=26, signalperiod=9):
     ``slowperiod + signalperiod - 2`` values.
     """
     bound = MACD.bind(fastperiod=fastperiod, slowperiod=slowperiod, signalperiod=signalperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    outs = inputs.output(x.shape[0], start, 3)
-    _macd(x[start:], *bound.values(), *(a[start:] for a in outs))
+    (x,), outs, tails = inputs.prepare(("real",), real, outputs=3)
+    _macd(x, *bound.values(), *tails)
     return outs
 
 
@@ -354,20 +350,16 @@ def roc(real, timeperiod=10):
     """Rate of change in percent, (real / real[-timeperiod] - 1) * 100 (0 where the earlier value
     is 0); NaN for the first ``timeperiod`` values."""
     bound = ROC.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _roc(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _roc(x, bound["timeperiod"], tail)
     return out
 
 
 def mom(real, timeperiod=10):
     """Momentum, real - real[-timeperiod]; NaN for the first ``timeperiod`` values."""
     bound = MOM.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _mom(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _mom(x, bound["timeperiod"], tail)
     return out
 
 
@@ -585,11 +577,8 @@ def cci(high, low, close, timeperiod=14):
     """Commodity channel index of the typical price (high + low + close) / 3 over
     ``timeperiod`` bars, with Lambert's 0.015; NaN for the first ``timeperiod - 1``."""
     bound = CCI.bind(timeperiod=timeperiod)
-    h, lo, c = (inputs.series(k, v) for k, v in (("high", high), ("low", low), ("close", close)))
-    size = inputs.same_length(high=h, low=lo, close=c)
-    start = inputs.valid_from(h, lo, c)
-    (out,) = inputs.output(size, start)
-    _cci(h[start:], lo[start:], c[start:], bound["timeperiod"], out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _cci(h, lo, c, bound["timeperiod"], tail)
     return out
 
 
@@ -815,11 +804,8 @@ def ultosc(high, low, close, timeperiod1=7, timeperiod2=14, timeperiod3=28):
     shortest first (TA-Lib sorts the periods, so their order does not matter); NaN for the
     first ``max(periods)`` values."""
     bound = ULTOSC.bind(timeperiod1=timeperiod1, timeperiod2=timeperiod2, timeperiod3=timeperiod3)
-    h, lo, c = (inputs.series(k, v) for k, v in (("high", high), ("low", low), ("close", close)))
-    size = inputs.same_length(high=h, low=lo, close=c)
-    start = inputs.valid_from(h, lo, c)
-    (out,) = inputs.output(size, start)
-    _ultosc(h[start:], lo[start:], c[start:], *sorted(bound.values()), out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _ultosc(h, lo, c, *sorted(bound.values()), tail)
     return out
 
 
@@ -956,14 +942,10 @@ def mfi(high, low, close, volume, timeperiod=14):
     """Money flow index over ``timeperiod`` bars of typical price times volume; NaN for the first
     ``timeperiod`` values."""
     bound = MFI.bind(timeperiod=timeperiod)
-    h, lo, c, v = (
-        inputs.series(k, a)
-        for k, a in (("high", high), ("low", low), ("close", close), ("volume", volume))
+    (h, lo, c, v), (out,), (tail,) = inputs.prepare(
+        ("high", "low", "close", "volume"), high, low, close, volume
     )
-    size = inputs.same_length(high=h, low=lo, close=c, volume=v)
-    start = inputs.valid_from(h, lo, c, v)
-    (out,) = inputs.output(size, start)
-    _mfi(h[start:], lo[start:], c[start:], v[start:], bound["timeperiod"], out[start:])
+    _mfi(h, lo, c, v, bound["timeperiod"], tail)
     return out
 
 

@@ -260,12 +260,10 @@ def _has_nan(high, low):
 
 
 def _stoch_batch(high, low, close, k, sk, sd):
-    h, lo, c, start = inputs.price_series(high, low, close)
-    one, two = inputs.output(h.shape[0], start, 2)
-    h, lo, c = h[start:], lo[start:], c[start:]
+    (h, lo, c), outs, tails = inputs.prepare(("high", "low", "close"), high, low, close, outputs=2)
     run = _stoch_tracking if _has_nan(h, lo) else _stoch_blocks
-    run(h, lo, c, k, sk, sd, one[start:], two[start:])
-    return one, two
+    run(h, lo, c, k, sk, sd, *tails)
+    return outs
 
 
 @step
@@ -452,9 +450,8 @@ def willr(high, low, close, timeperiod=14):
     """Williams' %R over ``timeperiod`` bars, in [-100, 0]; NaN for the first
     ``timeperiod - 1`` rows."""
     p = WILLR.bind(timeperiod=timeperiod)
-    h, lo, c, start = inputs.price_series(high, low, close)
-    (out,) = inputs.output(h.shape[0], start)
-    _willr(h[start:], lo[start:], c[start:], p["timeperiod"], out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _willr(h, lo, c, p["timeperiod"], tail)
     return out
 
 

@@ -208,10 +208,8 @@ def stddev(real, timeperiod=5, nbdev=1.0):
     """Population standard deviation over ``timeperiod`` values times ``nbdev``; NaN for the
     first ``timeperiod - 1``."""
     bound = STDDEV.bind(timeperiod=timeperiod, nbdev=nbdev)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _stddev(x[start:], bound["timeperiod"], bound["nbdev"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _stddev(x, bound["timeperiod"], bound["nbdev"], tail)
     return out
 
 
@@ -301,19 +299,9 @@ def bbands(real, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0):
     """Bollinger Bands: (upperband, middleband, lowerband) = SMA ± nbdev * population standard
     deviation over ``timeperiod`` values; NaN for the first ``timeperiod - 1``."""
     bound = BBANDS.bind(timeperiod=timeperiod, nbdevup=nbdevup, nbdevdn=nbdevdn, matype=matype)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    upper, middle, lower = inputs.output(x.shape[0], start, 3)
-    _bbands(
-        x[start:],
-        bound["timeperiod"],
-        bound["nbdevup"],
-        bound["nbdevdn"],
-        upper[start:],
-        middle[start:],
-        lower[start:],
-    )
-    return upper, middle, lower
+    (x,), outs, tails = inputs.prepare(("real",), real, outputs=3)
+    _bbands(x, bound["timeperiod"], bound["nbdevup"], bound["nbdevdn"], *tails)
+    return outs
 
 
 BBANDS = Indicator(
@@ -386,10 +374,8 @@ def zscore(real, timeperiod=20):
     for bit, so ``zscore == (real - SMA) / STDDEV``; NaN where the deviation is 0 and for the first
     ``timeperiod - 1``."""
     bound = ZSCORE.bind(timeperiod=timeperiod)
-    x = inputs.series("real", real)
-    start = inputs.valid_from(x)
-    (out,) = inputs.output(x.shape[0], start)
-    _zscore(x[start:], bound["timeperiod"], out[start:])
+    (x,), (out,), (tail,) = inputs.prepare(("real",), real)
+    _zscore(x, bound["timeperiod"], tail)
     return out
 
 
@@ -441,13 +427,8 @@ def trange_step(st, b, high, low, close, volume, session, out, o):
 def trange(high, low, close):
     """True range: the greatest of high - low and the distances from the previous close to
     high and low; NaN for the first bar."""
-    h = inputs.series("high", high)
-    lo = inputs.series("low", low)
-    c = inputs.series("close", close)
-    inputs.same_length(high=h, low=lo, close=c)
-    start = inputs.valid_from(h, lo, c)
-    (out,) = inputs.output(h.shape[0], start)
-    _trange(h[start:], lo[start:], c[start:], out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _trange(h, lo, c, tail)
     return out
 
 
@@ -567,13 +548,8 @@ def _atr_init(state, base, timeperiod):
 
 def _atr_batch(ind, high, low, close, timeperiod, normalize):
     bound = ind.bind(timeperiod=timeperiod)
-    h = inputs.series("high", high)
-    lo = inputs.series("low", low)
-    c = inputs.series("close", close)
-    inputs.same_length(high=h, low=lo, close=c)
-    start = inputs.valid_from(h, lo, c)
-    (out,) = inputs.output(h.shape[0], start)
-    _atr(h[start:], lo[start:], c[start:], bound["timeperiod"], normalize, out[start:])
+    (h, lo, c), (out,), (tail,) = inputs.prepare(("high", "low", "close"), high, low, close)
+    _atr(h, lo, c, bound["timeperiod"], normalize, tail)
     return out
 
 

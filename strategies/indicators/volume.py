@@ -61,12 +61,8 @@ def obv_step(st, b, high, low, close, volume, session, out, o):
 
 def obv(real, volume):
     """On-balance volume, starting from the first bar's volume; no warm-up."""
-    x = inputs.series("real", real)
-    v = inputs.series("volume", volume)
-    inputs.same_length(real=x, volume=v)
-    start = inputs.valid_from(x, v)
-    (out,) = inputs.output(x.shape[0], start)
-    _obv(x[start:], v[start:], out[start:])
+    (x, v), (out,), (tail,) = inputs.prepare(("real", "volume"), real, volume)
+    _obv(x, v, tail)
     return out
 
 
@@ -118,14 +114,10 @@ def ad_step(st, b, high, low, close, volume, session, out, o):
 def ad(high, low, close, volume):
     """Chaikin accumulation/distribution line: the running sum of money-flow volume; no
     warm-up (bars with high == low add nothing)."""
-    h = inputs.series("high", high)
-    lo = inputs.series("low", low)
-    c = inputs.series("close", close)
-    v = inputs.series("volume", volume)
-    inputs.same_length(high=h, low=lo, close=c, volume=v)
-    start = inputs.valid_from(h, lo, c, v)
-    (out,) = inputs.output(h.shape[0], start)
-    _ad(h[start:], lo[start:], c[start:], v[start:], out[start:])
+    (h, lo, c, v), (out,), (tail,) = inputs.prepare(
+        ("high", "low", "close", "volume"), high, low, close, volume
+    )
+    _ad(h, lo, c, v, tail)
     return out
 
 
@@ -190,15 +182,10 @@ def vwap(high, low, close, volume, session):
     bar's (a NaN id differs from everything). No warm-up; NaN while the session's volume sums to 0,
     and a NaN price or volume leaves NaN until the next session.
     """
-    h = inputs.series("high", high)
-    lo = inputs.series("low", low)
-    c = inputs.series("close", close)
-    v = inputs.series("volume", volume)
-    s = inputs.series("session", session)
-    inputs.same_length(high=h, low=lo, close=c, volume=v, session=s)
-    start = inputs.valid_from(h, lo, c, v, s)
-    (out,) = inputs.output(h.shape[0], start)
-    _vwap(h[start:], lo[start:], c[start:], v[start:], s[start:], out[start:])
+    (h, lo, c, v, s), (out,), (tail,) = inputs.prepare(
+        ("high", "low", "close", "volume", "session"), high, low, close, volume, session
+    )
+    _vwap(h, lo, c, v, s, tail)
     return out
 
 

@@ -70,3 +70,19 @@ def test_unknown_indicator_or_parameter_names_are_value_errors() -> None:
         Bank([], symbols=1)
     with pytest.raises(ValueError, match="symbols"):
         Bank([Spec("ema")], symbols=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_strided_big_endian_read_only_and_list_inputs_give_the_same_values(name: str) -> None:
+    """Inputs that are not plain float64 arrays take the checking path, not the fast one."""
+    ind = CATALOG[name]
+    good = oracle.arrays(ind, BARS)
+    expected = oracle.as_tuple(ind.batch(*good))
+    strided = [np.repeat(a, 2)[::2] for a in good]
+    big_endian = [a.astype(">f8") for a in good]
+    read_only = [a.copy() for a in good]
+    for a in read_only:
+        a.flags.writeable = False
+    for variant in (strided, big_endian, read_only, [a.tolist() for a in good]):
+        got = oracle.as_tuple(ind.batch(*variant))
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, expected, strict=True))

@@ -15,13 +15,6 @@ _FLOAT64 = np.dtype(np.float64)
 
 def series(name: str, value: Any) -> Series:
     """``value`` as a contiguous 1-D float64 array; integers and float32 are widened losslessly."""
-    if (
-        type(value) is np.ndarray
-        and value.dtype == _FLOAT64
-        and value.ndim == 1
-        and value.flags.c_contiguous
-    ):  # the usual case: no conversion, no copy
-        return value
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype.itemsize > 8:
         raise ValueError(f"{name}: expected real numbers (float64), got dtype {arr.dtype}")
@@ -40,8 +33,6 @@ def same_length(**arrays: Series) -> int:
 
 def integer(name: str, value: Any, low: int, high: int) -> int:
     """An integer parameter within TA-Lib's range ``[low, high]``."""
-    if type(value) is int and low <= value <= high:  # the usual case, without the checks below
-        return value
     if isinstance(value, bool | np.bool_):
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     try:
@@ -72,12 +63,6 @@ def valid_from(*arrays: Series) -> int:
     computes from the last row anyway; tickd returns all NaN, as streaming does.)
     """
     size = arrays[0].shape[0]
-    if size:
-        for a in arrays:
-            if math.isnan(a[0]):
-                break
-        else:
-            return 0
     ok = np.ones(size, dtype=bool)
     for a in arrays:
         ok &= ~np.isnan(a)
@@ -86,7 +71,7 @@ def valid_from(*arrays: Series) -> int:
 
 def output(size: int, start: int, count: int = 1) -> tuple[Series, ...]:
     """``count`` output arrays of ``size`` rows with the rows before ``start`` already NaN."""
-    outs = (np.empty(size),) if count == 1 else tuple(np.empty(size) for _ in range(count))
+    outs = tuple(np.empty(size) for _ in range(count))
     if start:
         for out in outs:
             out[:start] = np.nan
